@@ -1,0 +1,77 @@
+"""The config language: models, file loading with positions, the schema, located errors.
+
+This room imports nothing else of Arkor but the error base, so every other room can
+build on it.
+"""
+
+from arkor.config._errors import ConfigError, ConfigIssue, KeyPath, Location, format_key_path
+from arkor.config._load import (
+    CONFIG_FILENAMES,
+    Origin,
+    RawConfig,
+    SourceFile,
+    discover_config,
+    load_raw,
+)
+from arkor.config._models import (
+    CALLBACK_PATTERN,
+    ENV_REFERENCE_PATTERN,
+    SECRET_FIELDS,
+    ArkorConfig,
+    BlobDataset,
+    Callbacks,
+    ChatFormat,
+    Cloud,
+    FileDataset,
+    HuggingfaceDataset,
+    Lora,
+    PromptCompletionFormat,
+    TextFormat,
+    Trainer,
+)
+from arkor.config._schema import (
+    SCHEMA_FILENAME,
+    SCHEMA_URL,
+    generate_schema,
+    load_shipped_schema,
+    render_schema,
+    shipped_schema_path,
+)
+from arkor.config._validate import LoadedConfig, load_config, schema_issues
+
+__all__ = [
+    "CALLBACK_PATTERN",
+    "CONFIG_FILENAMES",
+    "ENV_REFERENCE_PATTERN",
+    "SCHEMA_FILENAME",
+    "SCHEMA_URL",
+    "SECRET_FIELDS",
+    "ArkorConfig",
+    "BlobDataset",
+    "Callbacks",
+    "ChatFormat",
+    "Cloud",
+    "ConfigError",
+    "ConfigIssue",
+    "FileDataset",
+    "HuggingfaceDataset",
+    "KeyPath",
+    "LoadedConfig",
+    "Location",
+    "Lora",
+    "Origin",
+    "PromptCompletionFormat",
+    "RawConfig",
+    "SourceFile",
+    "TextFormat",
+    "Trainer",
+    "discover_config",
+    "format_key_path",
+    "generate_schema",
+    "load_config",
+    "load_raw",
+    "load_shipped_schema",
+    "render_schema",
+    "schema_issues",
+    "shipped_schema_path",
+]
