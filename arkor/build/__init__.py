@@ -1,0 +1,45 @@
+"""Freeze a config into a manifest, and read, verify and check manifests for staleness."""
+
+from arkor.build._build import BuildResult, build, build_project, freeze
+from arkor.build._callbacks import CALLBACK_EVENTS, ResolvedCallback, load_callback, split_target
+from arkor.build._manifest import (
+    MANIFEST_RELATIVE_PATH,
+    MANIFEST_VERSION,
+    Manifest,
+    ManifestCallback,
+    ManifestDataset,
+    ManifestSecret,
+    ManifestSource,
+    Staleness,
+    canonical_json,
+    check_staleness,
+    compute_digest,
+    manifest_path_for,
+    project_root_of,
+    read_manifest,
+)
+
+__all__ = [
+    "CALLBACK_EVENTS",
+    "MANIFEST_RELATIVE_PATH",
+    "MANIFEST_VERSION",
+    "BuildResult",
+    "Manifest",
+    "ManifestCallback",
+    "ManifestDataset",
+    "ManifestSecret",
+    "ManifestSource",
+    "ResolvedCallback",
+    "Staleness",
+    "build",
+    "build_project",
+    "canonical_json",
+    "check_staleness",
+    "compute_digest",
+    "freeze",
+    "load_callback",
+    "manifest_path_for",
+    "project_root_of",
+    "read_manifest",
+    "split_target",
+]

@@ -1,0 +1,152 @@
+"""Resolve the callbacks a config names: import each, check it, digest its module.
+
+The project root goes on ``sys.path`` first, as it will when ``arkor start`` calls them,
+so ``my_project.callbacks:on_log`` finds ``<root>/my_project/callbacks.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from arkor._fs import sha256_file
+from arkor.config import Callbacks, ConfigError, ConfigIssue, RawConfig
+
+CALLBACK_EVENTS = ("on_started", "on_log", "on_checkpoint", "on_completed", "on_failed")
+
+
+@dataclass(frozen=True)
+class ResolvedCallback:
+    """A callback that imports and takes one argument, with its module file's digest."""
+
+    target: str
+    module: str
+    attribute: str
+    file: Path | None
+    sha256: str | None
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``pkg.mod:fn`` or ``pkg.mod.fn`` → ``("pkg.mod", "fn")``."""
+    if ":" in target:
+        module, _, attribute = target.partition(":")
+        return module, attribute
+    module, _, attribute = target.rpartition(".")
+    return module, attribute
+
+
+def load_callback(target: str, root: Path) -> Callable[..., Any]:
+    """Import the function ``target`` names, with ``root`` on ``sys.path``."""
+    module_name, attribute = split_target(target)
+    with _on_sys_path(root):
+        _forget_shadowed(module_name, root)
+        value: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        value = getattr(value, part)
+    if not callable(value):
+        raise TypeError(f"`{target}` is a {type(value).__name__}, not a function")
+    return value  # type: ignore[no-any-return]
+
+
+def resolve_callbacks(callbacks: Callbacks, raw: RawConfig) -> dict[str, ResolvedCallback]:
+    """Check every callback in ``callbacks``; raise one :class:`ConfigError` listing all failures."""
+    resolved: dict[str, ResolvedCallback] = {}
+    issues: list[ConfigIssue] = []
+    for event in CALLBACK_EVENTS:
+        target = getattr(callbacks, event)
+        if target is None:
+            continue
+        path = ("trainer", "callbacks", event)
+        try:
+            function = load_callback(target, raw.root)
+        except Exception as error:  # the user's module may raise anything while importing
+            issues.append(ConfigIssue(_import_problem(target, error, raw.root), raw.locate(path), path))
+            continue
+        if not _takes_one_argument(function):
+            issues.append(
+                ConfigIssue(
+                    f"`{target}` must accept exactly one argument, the event's context "
+                    f"(def {event}(ctx): ...); its signature is {_signature(function)}.",
+                    raw.locate(path),
+                    path,
+                )
+            )
+            continue
+        module_name, attribute = split_target(target)
+        module_file = getattr(sys.modules.get(module_name), "__file__", None)
+        file = Path(module_file).resolve() if module_file else None
+        digest = sha256_file(file)[0] if file and file.is_file() else None
+        resolved[event] = ResolvedCallback(target, module_name, attribute, file, digest)
+    if issues:
+        raise ConfigError(issues)
+    return resolved
+
+
+def _import_problem(target: str, error: Exception, root: Path) -> str:
+    module_name, attribute = split_target(target)
+    if isinstance(error, ModuleNotFoundError) and error.name and module_name.startswith(error.name):
+        return (
+            f"cannot import `{module_name}`: no module named `{error.name}` in the project root "
+            f"{root} or the installed packages. Check the spelling, and that the package folder "
+            "has an __init__.py."
+        )
+    if isinstance(error, AttributeError):
+        return f"`{module_name}` has no `{attribute}`. Check the function's name."
+    if isinstance(error, TypeError):
+        return f"{error}."
+    return f"importing `{module_name}` raised {type(error).__name__}: {error}. Fix the module so it imports."
+
+
+def _takes_one_argument(function: Callable[..., Any]) -> bool:
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return True  # builtins without a signature: trust them
+    try:
+        signature.bind(object())
+    except TypeError:
+        return False
+    return True
+
+
+def _signature(function: Callable[..., Any]) -> str:
+    try:
+        return f"({', '.join(inspect.signature(function).parameters)})"
+    except (TypeError, ValueError):
+        return "unknown"
+
+
+@contextmanager
+def _on_sys_path(root: Path) -> Iterator[None]:
+    entry = str(root)
+    sys.path.insert(0, entry)
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        sys.path.remove(entry)
+
+
+def _forget_shadowed(module_name: str, root: Path) -> None:
+    """Drop cached modules that the project under ``root`` provides, so they import fresh.
+
+    One process may build several projects whose packages share a name, or rebuild after
+    an edit; without this the cached module would be checked instead of the file on disk.
+    """
+    parts = module_name.split(".")
+    for depth in range(len(parts), 0, -1):
+        name = ".".join(parts[:depth])
+        cached = sys.modules.get(name)
+        if cached is None:
+            continue
+        base = root.joinpath(*parts[:depth])
+        provided_here = base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+        if provided_here:
+            for stale in [key for key in sys.modules if key == name or key.startswith(name + ".")]:
+                del sys.modules[stale]
