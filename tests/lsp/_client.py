@@ -12,7 +12,10 @@ hanging it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -55,6 +58,7 @@ class LspClient:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group, so a kill reaches any helpers too
         )
         self._condition = threading.Condition()
         self._write_lock = threading.Lock()
@@ -64,29 +68,28 @@ class LspClient:
         self._stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES_KEPT)
         self._reader_failure: str | None = None
         self._answered: collections.Counter[str] = collections.Counter()
-        threading.Thread(target=self._read_messages, name="lsp-reader", daemon=True).start()
-        threading.Thread(target=self._read_stderr, name="lsp-stderr", daemon=True).start()
+        self._threads = [
+            threading.Thread(target=self._read_messages, name="lsp-reader", daemon=True),
+            threading.Thread(target=self._read_stderr, name="lsp-stderr", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def initialize(
-        self, root: Path, *, initialization_options: JsonValue = None
-    ) -> dict[str, JsonValue]:
-        """Perform the initialize handshake and return the server capabilities."""
-        result = self.request(
+    def initialize(self, root: Path) -> None:
+        """Perform the initialize handshake with ``root`` as the workspace folder."""
+        self.request(
             "initialize",
             {
                 "processId": None,
                 "clientInfo": {"name": "arkor-tests"},
                 "rootUri": root.as_uri(),
                 "workspaceFolders": [{"uri": root.as_uri(), "name": root.name}],
-                "initializationOptions": initialization_options,
                 "capabilities": _CLIENT_CAPABILITIES,
             },
         )
         self.notify("initialized", {})
-        capabilities: dict[str, JsonValue] = result["capabilities"]
-        return capabilities
 
     def close(self) -> None:
         """Ask the server to shut down and exit; kill it if it does not comply."""
@@ -95,15 +98,16 @@ class LspClient:
                 self.request("shutdown", None, timeout=5.0)
                 self.notify("exit", None)
                 self._process.wait(timeout=5.0)
-            except (LspError, OSError, subprocess.TimeoutExpired):
-                self._process.kill()
+            except (LspError, subprocess.TimeoutExpired):
+                with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+                    os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait(timeout=5.0)
+        for thread in self._threads:
+            thread.join(timeout=5.0)
         for stream in (self._process.stdin, self._process.stdout, self._process.stderr):
             if stream is not None:
-                try:
+                with contextlib.suppress(OSError):  # unflushed input to a server that died
                     stream.close()
-                except OSError:  # unflushed input for a server that already died
-                    pass
 
     def __enter__(self) -> LspClient:
         return self
@@ -160,7 +164,9 @@ class LspClient:
         )
         return _flatten_hover(result["contents"]) if result else ""
 
-    def wait_for_diagnostics(self, uri: str, *, timeout: float | None = None) -> list[dict[str, JsonValue]]:
+    def wait_for_diagnostics(
+        self, uri: str, *, timeout: float | None = None
+    ) -> list[dict[str, JsonValue]]:
         """Block until the server publishes diagnostics for ``uri`` and return them."""
         return self._wait_for(
             lambda: self._diagnostics[uri].pop(0) if self._diagnostics.get(uri) else None,
@@ -170,7 +176,9 @@ class LspClient:
 
     def wait_for_server_request(self, method: str, *, timeout: float | None = None) -> None:
         """Block until the server has sent (and the client answered) a ``method`` request."""
-        self._wait_for(lambda: True if self._answered[method] else None, timeout, f"a {method!r} request")
+        self._wait_for(
+            lambda: True if self._answered[method] else None, timeout, f"a {method!r} request"
+        )
 
     # -- internals -----------------------------------------------------------------
 
@@ -183,10 +191,11 @@ class LspClient:
                 if value is not None:
                     return value
                 if self._reader_failure is not None:
-                    raise LspError(f"server stopped while waiting for {what}: {self._reader_failure}{self._stderr_tail()}")
+                    problem = f"server stopped ({self._reader_failure}) while waiting for {what}"
+                    raise LspError(problem + self._stderr_tail())
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise LspError(f"timed out waiting for {what}{self._stderr_tail()}")
+                    raise LspError(f"timed out waiting for {what}" + self._stderr_tail())
                 self._condition.wait(remaining)
 
     def _send(self, message: dict[str, JsonValue]) -> None:
@@ -207,8 +216,8 @@ class LspClient:
             while (message := _read_frame(stdout)) is not None:
                 self._dispatch(message)
             failure = f"exit status {self._process.wait()}"
-        except Exception as error:  # noqa: BLE001 - reported to the waiting test instead
-            failure = f"unreadable output: {error!r}"
+        except Exception as error:  # reported to the waiting test instead of lost in a thread
+            failure = f"cannot handle its output: {error!r}"
         with self._condition:
             self._reader_failure = failure
             self._condition.notify_all()
@@ -254,7 +263,10 @@ _CLIENT_CAPABILITIES: dict[str, JsonValue] = {
     "textDocument": {
         "synchronization": {"dynamicRegistration": False},
         "completion": {
-            "completionItem": {"snippetSupport": False, "documentationFormat": ["markdown", "plaintext"]},
+            "completionItem": {
+                "snippetSupport": False,
+                "documentationFormat": ["markdown", "plaintext"],
+            },
         },
         "hover": {"contentFormat": ["markdown", "plaintext"]},
         "publishDiagnostics": {"relatedInformation": False},

@@ -1,0 +1,1 @@
+"""The ``arkor`` command line: thin commands over the config, build and scaffold rooms."""

@@ -1,0 +1,53 @@
+"""One place for terminal output: colour rules, interactivity rules, human vs JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+_STYLES = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2", "cyan": "36"}
+
+
+def use_color(stream: TextIO) -> bool:
+    """Colour only on a terminal, never with ``NO_COLOR`` set or ``TERM=dumb``."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def interactive() -> bool:
+    """Prompts are allowed only on a terminal, outside CI."""
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        return False
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def style(text: str, *names: str, stream: TextIO | None = None) -> str:
+    """Wrap ``text`` in ANSI styles when ``stream`` (default stdout) shows colour."""
+    if not names or not use_color(stream or sys.stdout):
+        return text
+    codes = ";".join(_STYLES[name] for name in names)
+    return f"\033[{codes}m{text}\033[0m"
+
+
+def error_text(message: str) -> str:
+    """An error paragraph for stderr, with a red ``error:`` label on a terminal."""
+    return f"{style('error:', 'red', 'bold', stream=sys.stderr)} {message}"
+
+
+def echo(message: str = "") -> None:
+    print(message)
+
+
+def warn(message: str) -> None:
+    print(f"{style('warning:', 'yellow', 'bold', stream=sys.stderr)} {message}", file=sys.stderr)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: one JSON document on stdout."""
+    print(json.dumps(data, indent=2, ensure_ascii=False))
