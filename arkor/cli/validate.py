@@ -1,8 +1,9 @@
-"""``arkor validate``: check a config the way an editor does, every error at once."""
+"""``arkor validate``: check configs the way an editor does, every error at once."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -10,6 +11,13 @@ from arkor.cli._options import ConfigOption, SetOption
 
 
 def validate(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Config files to check (as pre-commit passes them); pyproject.toml files without [tool.arkor] are skipped.",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
     overrides: SetOption = None,
     output_format: Annotated[
@@ -19,9 +27,8 @@ def validate(
 ) -> int:
     """Check the config; report every error with file:line:col.
 
-    The config is checked against the published schema, as an editor does.
-
-    Exit 0 when valid, 2 when not.
+    The config is checked against the published schema, as an editor does. Exit 0 when
+    valid, 2 when not.
 
     Examples:
 
@@ -29,22 +36,40 @@ def validate(
 
       arkor validate -c configs/large.toml --set trainer.max_steps=10 --format json
     """
-    from arkor.cli._output import echo, print_json, style
-    from arkor.config import ConfigError, load_config
+    from arkor.cli._output import echo, error_text, print_json, style
+    from arkor.config import ConfigError, has_arkor_table, load_config
 
-    try:
-        loaded = load_config(config, overrides or ())
-    except ConfigError as error:
+    if files and config is not None:
+        from arkor.errors import UsageError
+
+        raise UsageError("Give config files as arguments or with -c, not both.")
+    targets: list[Path | None] = [config]
+    if files:
+        targets = [path for path in files if path.name != "pyproject.toml" or has_arkor_table(path)]
+    errors: list[dict[str, Any]] = []
+    checked: list[str] = []
+    failure: ConfigError | None = None
+    for target in targets:
+        try:
+            loaded = load_config(target, overrides or ())
+        except ConfigError as error:
+            if output_format != "json" and len(targets) == 1:
+                raise
+            failure = error
+            errors.extend(_json_issues(error))
+            if output_format != "json":
+                typer.echo(error_text(str(error)), err=True)
+            continue
+        checked.append(str(loaded.path))
         if output_format != "json":
-            raise
-        issues = [issue.to_json() for issue in error.issues] or [
-            {"file": None, "line": None, "column": None, "path": None, "message": error.message, "suggestion": None}
-        ]
-        print_json({"valid": False, "errors": issues})
-        return error.exit_code
-    trainer = loaded.config.trainer
+            trainer = loaded.config.trainer
+            echo(f"{style('✓', 'green')} {loaded.path.name} is valid: trainer `{trainer.name}` on {trainer.model}.")
     if output_format == "json":
-        print_json({"valid": True, "config": str(loaded.path), "errors": []})
-    else:
-        echo(f"{style('✓', 'green')} {loaded.path.name} is valid: trainer `{trainer.name}` on {trainer.model}.")
-    return 0
+        print_json({"valid": failure is None, "checked": checked, "errors": errors})
+    return failure.exit_code if failure is not None else 0
+
+
+def _json_issues(error: Any) -> list[dict[str, Any]]:
+    return [issue.to_json() for issue in error.issues] or [
+        {"file": None, "line": None, "column": None, "path": None, "message": error.message, "suggestion": None}
+    ]

@@ -11,6 +11,7 @@ from arkor.config._load import (
     RawConfig,
     SourceFile,
     discover_config,
+    has_arkor_table,
     load_raw,
 )
 from arkor.config._models import (
@@ -68,6 +69,7 @@ __all__ = [
     "discover_config",
     "format_key_path",
     "generate_schema",
+    "has_arkor_table",
     "load_config",
     "load_raw",
     "load_shipped_schema",

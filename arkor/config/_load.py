@@ -84,7 +84,7 @@ def discover_config(cwd: Path) -> Path:
     """Find the one config in ``cwd``: ``arkor.toml``, ``arkor.yaml``/``.yml``, or ``[tool.arkor]``."""
     candidates = [cwd / name for name in CONFIG_FILENAMES if (cwd / name).is_file()]
     pyproject = cwd / PYPROJECT
-    if pyproject.is_file() and _has_tool_arkor(pyproject):
+    if pyproject.is_file() and has_arkor_table(pyproject):
         candidates.append(pyproject)
     if not candidates:
         raise ConfigError(
@@ -413,7 +413,8 @@ def _apply_override(
     origins[keys] = Origin(source)
 
 
-def _has_tool_arkor(pyproject: Path) -> bool:
+def has_arkor_table(pyproject: Path) -> bool:
+    """Whether a ``pyproject.toml`` has a ``[tool.arkor]`` table."""
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):

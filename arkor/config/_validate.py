@@ -126,9 +126,9 @@ def _explain(error: SchemaError, raw: RawConfig) -> Iterator[ConfigIssue]:
             )
     elif kind == "required":
         missing = str(error.message).split("'")[1] if "'" in error.message else error.message
-        where = f"`{format_key_path(path)}`" if path else "the top level"
+        where = f"in `{format_key_path(path)}`" if path else "at the top level"
         yield ConfigIssue(
-            f"missing required key `{missing}` in {where}.",
+            f"missing required key `{missing}` {where}.",
             raw.locate(path, at_key=True),
             path,
         )

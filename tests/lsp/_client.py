@@ -168,11 +168,12 @@ class LspClient:
         self, uri: str, *, timeout: float | None = None
     ) -> list[dict[str, JsonValue]]:
         """Block until the server publishes diagnostics for ``uri`` and return them."""
-        return self._wait_for(
+        diagnostics: list[dict[str, JsonValue]] = self._wait_for(
             lambda: self._diagnostics[uri].pop(0) if self._diagnostics.get(uri) else None,
             timeout,
             f"diagnostics for {uri}",
         )
+        return diagnostics
 
     def wait_for_server_request(self, method: str, *, timeout: float | None = None) -> None:
         """Block until the server has sent (and the client answered) a ``method`` request."""

@@ -26,9 +26,10 @@ DEFAULT_SCHEMA = REPO_ROOT / "schemas" / "arkor.schema.json"
 YAML_LANGUAGE_SERVER_INSTALL = "npm install --prefix .tools yaml-language-server@1.25.0"
 TOMBI_INSTALL = "pip install tombi==1.9.6"
 
-# Everything yaml-language-server asks for through workspace/configuration.
-# The schema store and the Kubernetes CRD store are off so nothing is fetched
-# from the network; the schema comes only from the document's modeline.
+# Answers to yaml-language-server's workspace/configuration requests (the other
+# sections it asks for, "[yaml]" and "editor", get null). The schema store and
+# the Kubernetes CRD store are off so nothing is fetched from the network: the
+# schema comes only from the document's modeline.
 YAML_SETTINGS: dict[str, JsonValue] = {
     "yaml": {
         "validate": True,
@@ -76,7 +77,7 @@ def schema_path() -> Path:
 def trainer_schema(schema_path: Path) -> dict[str, JsonValue]:
     """The schema of the ``trainer`` section, with its ``$ref`` followed."""
     schema = json.loads(schema_path.read_text(encoding="utf-8"))
-    trainer = schema["properties"]["trainer"]
+    trainer: dict[str, JsonValue] = schema["properties"]["trainer"]
     while "$ref" in trainer:
         pointer = trainer["$ref"].removeprefix("#/").split("/")
         trainer = schema

@@ -1,4 +1,4 @@
-"""arkor.toml in an editor: tombi completes, explains and checks it from the JSON Schema."""
+"""arkor.toml in an editor: tombi completes, explains and checks it via the schema."""
 
 from __future__ import annotations
 

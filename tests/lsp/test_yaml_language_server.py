@@ -1,4 +1,4 @@
-"""arkor.yaml in an editor: yaml-language-server completes, explains and checks it via the schema."""
+"""arkor.yaml in an editor: yaml-language-server completes, explains and checks it."""
 
 from __future__ import annotations
 

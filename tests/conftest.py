@@ -1,0 +1,38 @@
+"""Shared fixtures: every test runs isolated, in its own folder, non-interactive, colourless."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.utils.cli import CliRunner
+
+
+@pytest.fixture(autouse=True)
+def isolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A temporary ARKOR_HOME and working folder, CI=1 and NO_COLOR=1 for every test."""
+    home = tmp_path / "arkor-home"
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.setenv("ARKOR_HOME", str(home))
+    monkeypatch.setenv("CI", "1")
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.delenv("ARKOR_DEBUG", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.chdir(project)
+    yield project
+
+
+@pytest.fixture
+def project(isolation: Path) -> Path:
+    """The current working folder of the test, empty at the start."""
+    return isolation
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
+    """Run ``arkor`` in-process through its real entry point and capture what it prints."""
+    return CliRunner(capsys)

@@ -1,0 +1,1 @@
+"""Factories and runners shared by the tests."""
