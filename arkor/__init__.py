@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from arkor._version import __version__
 
 if TYPE_CHECKING:
-    from arkor.build import Manifest, Staleness, build, read_manifest
+    from arkor.manifest import Manifest, Staleness, build, read_manifest
     from arkor.config import ArkorConfig, ConfigError, LoadedConfig, load_config
     from arkor.errors import ArkorError, ManifestError, UsageError
 
@@ -40,10 +40,10 @@ _LAZY = {
     "ConfigError": "arkor.config",
     "LoadedConfig": "arkor.config",
     "load_config": "arkor.config",
-    "Manifest": "arkor.build",
-    "Staleness": "arkor.build",
-    "build": "arkor.build",
-    "read_manifest": "arkor.build",
+    "Manifest": "arkor.manifest",
+    "Staleness": "arkor.manifest",
+    "build": "arkor.manifest",
+    "read_manifest": "arkor.manifest",
     "ArkorError": "arkor.errors",
     "ManifestError": "arkor.errors",
     "UsageError": "arkor.errors",

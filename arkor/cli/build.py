@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from arkor.cli._options import ConfigOption, JsonOption, SetOption
 
 if TYPE_CHECKING:
-    from arkor.build import BuildResult
+    from arkor.manifest import BuildResult
 
 
 def build(config: ConfigOption = None, overrides: SetOption = None, json_output: JsonOption = False) -> int:
@@ -24,7 +24,7 @@ def build(config: ConfigOption = None, overrides: SetOption = None, json_output:
 
       arkor build --set trainer.max_steps=10 --set trainer.dry_run=true
     """
-    from arkor.build import build_project
+    from arkor.manifest import build_project
     from arkor.cli._output import print_json
 
     result = build_project(config, overrides or ())

@@ -61,11 +61,18 @@ class RawConfig:
     path: Path
     sources: list[SourceFile]
     overrides: tuple[str, ...]
+    cwd: Path
 
     @property
     def root(self) -> Path:
-        """The project root: the folder of the main config file."""
-        return self.path.parent
+        """The project root: the working folder when the config is inside it, else the config's folder.
+
+        So ``arkor build -c configs/small.yaml`` run in a project keeps the project's
+        ``.arkor/`` and imports its callbacks package, while ``-c ../other/arkor.toml``
+        builds that other project.
+        """
+        cwd = self.cwd.resolve()
+        return cwd if self.path.is_relative_to(cwd) else self.path.parent
 
     def origin(self, path: KeyPath) -> Origin:
         """The origin of ``path``, or of its nearest ancestor that has one."""
@@ -128,7 +135,7 @@ def load_raw(
         _apply_override(override, data, origins, issues)
     if issues:
         raise ConfigError(issues)
-    return RawConfig(data, origins, main, sources, overrides)
+    return RawConfig(data, origins, main, sources, overrides, cwd)
 
 
 def _load_chain(

@@ -47,7 +47,7 @@ class LoadedConfig:
 
     @property
     def root(self) -> Path:
-        """The project root: the folder of the main config file."""
+        """The project root (see :attr:`RawConfig.root`)."""
         return self.raw.root
 
     @property

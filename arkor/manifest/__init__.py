@@ -1,8 +1,8 @@
 """Freeze a config into a manifest, and read, verify and check manifests for staleness."""
 
-from arkor.build._build import BuildResult, build, build_project, freeze
-from arkor.build._callbacks import CALLBACK_EVENTS, ResolvedCallback, load_callback, split_target
-from arkor.build._manifest import (
+from arkor.manifest._build import BuildResult, build, build_project, freeze
+from arkor.manifest._callbacks import CALLBACK_EVENTS, ResolvedCallback, load_callback, split_target
+from arkor.manifest._manifest import (
     MANIFEST_RELATIVE_PATH,
     MANIFEST_VERSION,
     Manifest,

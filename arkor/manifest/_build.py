@@ -14,9 +14,9 @@ from pathlib import Path
 
 from arkor._fs import atomic_write_text, sha256_file
 from arkor._version import __version__
-from arkor.build._callbacks import ResolvedCallback, resolve_callbacks
-from arkor.build._dataset import DatasetReport, default_mapping, inspect_dataset
-from arkor.build._manifest import (
+from arkor.manifest._callbacks import ResolvedCallback, resolve_callbacks
+from arkor.manifest._dataset import DatasetReport, default_mapping, inspect_dataset
+from arkor.manifest._manifest import (
     MANIFEST_VERSION,
     Manifest,
     ManifestCallback,
