@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from arkor._version import __version__
 
 if TYPE_CHECKING:
-    from arkor.manifest import Manifest, Staleness, build, read_manifest
     from arkor.config import ArkorConfig, ConfigError, LoadedConfig, load_config
     from arkor.errors import ArkorError, ManifestError, UsageError
+    from arkor.manifest import Manifest, Staleness, build, read_manifest
 
 __all__ = [
     "ArkorConfig",

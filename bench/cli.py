@@ -29,7 +29,9 @@ def arkor_command() -> list[str]:
 
 def time_runs(command: list[str], cwd: Path, runs: int) -> list[float]:
     env = {**os.environ, "CI": "1", "NO_COLOR": "1"}
-    subprocess.run(command, cwd=cwd, env=env, capture_output=True, check=True)  # warm the page cache
+    subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, check=True
+    )  # warm the page cache
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -45,7 +47,9 @@ def main() -> int:
     arkor = arkor_command()
     workdir = Path(tempfile.mkdtemp(prefix="arkor-bench-"))
     try:
-        subprocess.run([*arkor, "init", "--yes", "--skip-git"], cwd=workdir, capture_output=True, check=True)
+        subprocess.run(
+            [*arkor, "init", "--yes", "--skip-git"], cwd=workdir, capture_output=True, check=True
+        )
         cases = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "arkor --version": [*arkor, "--version"],
@@ -53,7 +57,10 @@ def main() -> int:
             "arkor validate": [*arkor, "validate"],
             "arkor build": [*arkor, "build"],
         }
-        medians = {name: statistics.median(time_runs(cmd, workdir, args.runs)) for name, cmd in cases.items()}
+        medians = {
+            name: statistics.median(time_runs(cmd, workdir, args.runs))
+            for name, cmd in cases.items()
+        }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     baseline = medians["python -c pass"]

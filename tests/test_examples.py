@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from arkor.manifest import build_project, read_manifest
 from arkor.config import load_config
+from arkor.manifest import build_project, read_manifest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -40,22 +40,39 @@ def test_extends_examples_build_and_keep_the_token_a_reference(
     result = build_project(Path("configs") / f"{size}.yaml")
     text = result.path.read_text(encoding="utf-8")
     assert "tok-value-that-must-not-leak" not in text
-    assert json.loads(text)["secrets"] == [{"env": "DATASET_TOKEN", "path": "trainer.dataset.token"}]
-    assert [source.path for source in result.manifest.sources] == [f"configs/{size}.yaml", "base.toml"]
+    assert json.loads(text)["secrets"] == [
+        {"env": "DATASET_TOKEN", "path": "trainer.dataset.token"}
+    ]
+    assert [source.path for source in result.manifest.sources] == [
+        f"configs/{size}.yaml",
+        "base.toml",
+    ]
     assert result.path == examples / "extends" / ".arkor" / "build" / "manifest.json"
     assert result.manifest.job.config.lora_alpha == (32 if size == "small" else 64)
 
 
-def test_large_example_takes_its_model_from_the_environment(examples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_example_takes_its_model_from_the_environment(
+    examples: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LARGE_MODEL", "org/custom-model")
-    assert load_config(examples / "extends" / "configs" / "large.yaml").config.trainer.model == "org/custom-model"
+    assert (
+        load_config(examples / "extends" / "configs" / "large.yaml").config.trainer.model
+        == "org/custom-model"
+    )
     monkeypatch.delenv("LARGE_MODEL")
-    assert load_config(examples / "extends" / "configs" / "large.yaml").config.trainer.model == "unsloth/gemma-4-E4B-it"
+    assert (
+        load_config(examples / "extends" / "configs" / "large.yaml").config.trainer.model
+        == "unsloth/gemma-4-E4B-it"
+    )
 
 
 def test_python_api_example_runs(examples: Path) -> None:
     completed = subprocess.run(
-        [sys.executable, str(examples / "python-api" / "build_and_inspect.py"), str(examples / "pyproject" / "pyproject.toml")],
+        [
+            sys.executable,
+            str(examples / "python-api" / "build_and_inspect.py"),
+            str(examples / "pyproject" / "pyproject.toml"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,7 +11,9 @@ if TYPE_CHECKING:
     from arkor.manifest import BuildResult
 
 
-def build(config: ConfigOption = None, overrides: SetOption = None, json_output: JsonOption = False) -> int:
+def build(
+    config: ConfigOption = None, overrides: SetOption = None, json_output: JsonOption = False
+) -> int:
     """Freeze the config into .arkor/build/manifest.json (a lockfile).
 
     Validates, imports the callbacks, checks the data, fills defaults, then writes atomically.
@@ -24,12 +26,18 @@ def build(config: ConfigOption = None, overrides: SetOption = None, json_output:
 
       arkor build --set trainer.max_steps=10 --set trainer.dry_run=true
     """
-    from arkor.manifest import build_project
     from arkor.cli._output import print_json
+    from arkor.manifest import build_project
 
     result = build_project(config, overrides or ())
     if json_output:
-        print_json({"manifest": str(result.path), "digest": result.manifest.digest, "changed": result.changed})
+        print_json(
+            {
+                "manifest": str(result.path),
+                "digest": result.manifest.digest,
+                "changed": result.changed,
+            }
+        )
     else:
         _summary(result)
     return 0
@@ -55,7 +63,11 @@ def _summary(result: BuildResult) -> None:
     if config.dry_run:
         steps += " (dry run)"
     callbacks = ", ".join(manifest.callbacks) or "none"
-    path = os.path.relpath(result.path) if not os.path.relpath(result.path).startswith("..") else result.path
+    path = (
+        os.path.relpath(result.path)
+        if not os.path.relpath(result.path).startswith("..")
+        else result.path
+    )
     verb = "Built" if result.changed else "Up to date:"
     echo(f"{style('✓', 'green')} {verb} {path}  {style(manifest.digest[:19], 'dim')}")
     for label, value in (

@@ -11,22 +11,41 @@ import typer
 def init(
     template: Annotated[
         str | None,
-        typer.Option("--template", "-t", help="Starter: triage, translate, redaction or blank.", show_default="triage"),
+        typer.Option(
+            "--template",
+            "-t",
+            help="Starter: triage, translate, redaction or blank.",
+            show_default="triage",
+        ),
     ] = None,
     name: Annotated[
         str | None,
-        typer.Option("--name", "-n", help="Project name (lowercase, dashes). Default: the folder's name.", show_default=False),
+        typer.Option(
+            "--name",
+            "-n",
+            help="Project name (lowercase, dashes). Default: the folder's name.",
+            show_default=False,
+        ),
     ] = None,
     config_format: Annotated[
         Literal["toml", "yaml"], typer.Option("--format", help="Config file format.")
     ] = "toml",
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Accept the defaults; never prompt.")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Accept the defaults; never prompt.")
+    ] = False,
     git: Annotated[
         bool | None,
-        typer.Option("--git/--skip-git", help="Run `git init` (default: ask on a terminal, yes with --yes).", show_default=False),
+        typer.Option(
+            "--git/--skip-git",
+            help="Run `git init` (default: ask on a terminal, yes with --yes).",
+            show_default=False,
+        ),
     ] = None,
     agents_md: Annotated[
-        bool, typer.Option("--agents-md/--no-agents-md", help="Write or update the Arkor block of AGENTS.md.")
+        bool,
+        typer.Option(
+            "--agents-md/--no-agents-md", help="Write or update the Arkor block of AGENTS.md."
+        ),
     ] = True,
 ) -> int:
     """Start a project here from a template; never overwrites a file.
@@ -65,14 +84,18 @@ def init(
         if ask:
             name = typer.prompt("Project name", default=name)
     check_project_name(name)
-    results = scaffold(folder, template=chosen, name=name, config_format=config_format, agents_md=agents_md)
+    results = scaffold(
+        folder, template=chosen, name=name, config_format=config_format, agents_md=agents_md
+    )
     if git is None:
         git = yes or (ask and typer.confirm("Initialise a git repository?", default=True))
     if git:
         results.append(git_init(folder))
     colors = {"created": "green", "patched": "yellow", "kept": "dim"}
     for result in results:
-        shown = result.path.relative_to(folder) if result.path.is_relative_to(folder) else result.path
+        shown = (
+            result.path.relative_to(folder) if result.path.is_relative_to(folder) else result.path
+        )
         note = f" ({result.note})" if result.note else ""
         echo(f"  {style(f'{result.status:<8}', colors[result.status])} {shown}{note}")
     echo(f"\n{style('✓', 'green')} Project `{name}` ready from the `{chosen.id}` template. Next:")

@@ -9,11 +9,19 @@ import typer
 
 def schema(
     check: Annotated[
-        bool, typer.Option("--check", help="Fail (exit 1) when the shipped schema differs from the models.")
+        bool,
+        typer.Option(
+            "--check", help="Fail (exit 1) when the shipped schema differs from the models."
+        ),
     ] = False,
-    write: Annotated[bool, typer.Option("--write", help="Rewrite the shipped schema from the models.")] = False,
+    write: Annotated[
+        bool, typer.Option("--write", help="Rewrite the shipped schema from the models.")
+    ] = False,
     path: Annotated[
-        bool, typer.Option("--path", help="Print where the shipped schema file is (for `#:schema` offline).")
+        bool,
+        typer.Option(
+            "--path", help="Print where the shipped schema file is (for `#:schema` offline)."
+        ),
     ] = False,
 ) -> int:
     """Print, check or rewrite the JSON Schema of the config.
@@ -54,11 +62,17 @@ def schema(
             echo(f"{target} is up to date")
             return 0
         diff = difflib.unified_diff(
-            current.splitlines(keepends=True), generated.splitlines(keepends=True), "shipped", "generated", n=1
+            current.splitlines(keepends=True),
+            generated.splitlines(keepends=True),
+            "shipped",
+            "generated",
+            n=1,
         )
         typer.echo("".join(list(diff)[:60]), err=True)
         typer.echo(
-            error_text(f"{target} is stale: the config models changed. Run `arkor schema --write` and commit it."),
+            error_text(
+                f"{target} is stale: the config models changed. Run `arkor schema --write` and commit it."
+            ),
             err=True,
         )
         return 1

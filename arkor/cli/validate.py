@@ -63,7 +63,9 @@ def validate(
         checked.append(str(loaded.path))
         if output_format != "json":
             trainer = loaded.config.trainer
-            echo(f"{style('✓', 'green')} {loaded.path.name} is valid: trainer `{trainer.name}` on {trainer.model}.")
+            echo(
+                f"{style('✓', 'green')} {loaded.path.name} is valid: trainer `{trainer.name}` on {trainer.model}."
+            )
     if output_format == "json":
         print_json({"valid": failure is None, "checked": checked, "errors": errors})
     return failure.exit_code if failure is not None else 0
@@ -71,5 +73,12 @@ def validate(
 
 def _json_issues(error: Any) -> list[dict[str, Any]]:
     return [issue.to_json() for issue in error.issues] or [
-        {"file": None, "line": None, "column": None, "path": None, "message": error.message, "suggestion": None}
+        {
+            "file": None,
+            "line": None,
+            "column": None,
+            "path": None,
+            "message": error.message,
+            "suggestion": None,
+        }
     ]

@@ -59,7 +59,9 @@ def _render_model(model: type[BaseModel], table: tuple[str, ...], lines: list[st
                 lines.append(f"# [{'.'.join(path)}]")
                 block: list[str] = []
                 _render_model(submodel, path, block)
-                lines.extend(f"# {line}" if line and not line.startswith("#") else line for line in block)
+                lines.extend(
+                    f"# {line}" if line and not line.startswith("#") else line for line in block
+                )
 
 
 def _value_of(field: FieldInfo) -> Any:
@@ -93,7 +95,11 @@ def _accepts_scalar(annotation: Any) -> bool:
 
 def _comment(text: str | None, lines: list[str]) -> None:
     for paragraph in (text or "").split("\n\n"):
-        lines.extend(textwrap.wrap(" ".join(paragraph.split()), _WIDTH - 2, initial_indent="# ", subsequent_indent="# "))
+        lines.extend(
+            textwrap.wrap(
+                " ".join(paragraph.split()), _WIDTH - 2, initial_indent="# ", subsequent_indent="# "
+            )
+        )
 
 
 def _toml(value: Any) -> str:

@@ -229,7 +229,9 @@ def _parse(path: Path, raw: bytes) -> tuple[dict[str, Any], dict[KeyPath, Origin
     return data, origins
 
 
-def _parse_toml(text: str, display: str) -> tuple[dict[str, Any], dict[KeyPath, tuple[Position, Position]]]:
+def _parse_toml(
+    text: str, display: str
+) -> tuple[dict[str, Any], dict[KeyPath, tuple[Position, Position]]]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -244,7 +246,9 @@ def _parse_toml(text: str, display: str) -> tuple[dict[str, Any], dict[KeyPath, 
     return data, {key: (span.key, span.value) for key, span in toml_positions(text).items()}
 
 
-def _parse_yaml(text: str, display: str) -> tuple[dict[str, Any], dict[KeyPath, tuple[Position, Position]]]:
+def _parse_yaml(
+    text: str, display: str
+) -> tuple[dict[str, Any], dict[KeyPath, tuple[Position, Position]]]:
     import yaml
 
     loader = yaml.SafeLoader(text)
@@ -263,7 +267,12 @@ def _parse_yaml(text: str, display: str) -> tuple[dict[str, Any], dict[KeyPath, 
         loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError(
-            [ConfigIssue(f"expected a mapping at the top level, got {describe_value(data)}.", Location(display, 1, 1))]
+            [
+                ConfigIssue(
+                    f"expected a mapping at the top level, got {describe_value(data)}.",
+                    Location(display, 1, 1),
+                )
+            ]
         )
     spans: dict[KeyPath, tuple[Position, Position]] = {}
     duplicates: list[ConfigIssue] = []
@@ -414,9 +423,8 @@ def _apply_override(
             return
         node = child
     node[keys[-1]] = value
-    stale = [key for key in origins if key[: len(keys)] == keys]
-    for key in stale:
-        del origins[key]
+    for stale in [path for path in origins if path[: len(keys)] == keys]:
+        del origins[stale]
     origins[keys] = Origin(source)
 
 

@@ -300,7 +300,9 @@ class Trainer(_Section):
         ),
         examples=["auto", "chat", "prompt_completion", "text"],
     )
-    dataset_split: Annotated[float, Field(gt=0, lt=1)] | Annotated[str, Field(min_length=1)] | None = Field(
+    dataset_split: (
+        Annotated[float, Field(gt=0, lt=1)] | Annotated[str, Field(min_length=1)] | None
+    ) = Field(
         default=None,
         description=(
             "Evaluation data for eval loss: a fraction of the training rows to hold out "

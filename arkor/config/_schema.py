@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_FILENAME = "arkor.schema.json"
-SCHEMA_URL = "https://raw.githubusercontent.com/arkorlab/arkor-python/main/schemas/arkor.schema.json"
+SCHEMA_URL = (
+    "https://raw.githubusercontent.com/arkorlab/arkor-python/main/schemas/arkor.schema.json"
+)
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 
 JsonSchema = dict[str, Any]

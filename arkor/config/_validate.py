@@ -94,7 +94,11 @@ def load_config(
     except ValidationError as error:
         raise ConfigError(
             [
-                ConfigIssue(item["msg"], raw.locate(_doc_path(item["loc"], raw.data)), _doc_path(item["loc"], raw.data))
+                ConfigIssue(
+                    item["msg"],
+                    raw.locate(_doc_path(item["loc"], raw.data)),
+                    _doc_path(item["loc"], raw.data),
+                )
                 for item in error.errors()
             ]
         ) from None
@@ -146,7 +150,9 @@ def _explain(error: SchemaError, raw: RawConfig) -> Iterator[ConfigIssue]:
     elif kind == "pattern" and path and path[-1] == "token":
         yield ConfigIssue(_SECRET_HINT, raw.locate(path), path)
     elif kind == "pattern" and len(path) >= 2 and path[-2] == "callbacks":
-        yield ConfigIssue(f"{_CALLBACK_HINT} Got {describe_value(instance)}.", raw.locate(path), path)
+        yield ConfigIssue(
+            f"{_CALLBACK_HINT} Got {describe_value(instance)}.", raw.locate(path), path
+        )
     elif kind == "anyOf" and (branch := _matching_branch(schema, instance)) is not None:
         for sub in error.context or ():
             if sub.schema_path and sub.schema_path[0] == branch:
@@ -256,7 +262,9 @@ def _plain_message(error: SchemaError) -> str:
         "maximum": f"must be at most {value}, got {instance}.",
         "exclusiveMinimum": f"must be greater than {value}, got {instance}.",
         "exclusiveMaximum": f"must be less than {value}, got {instance}.",
-        "minLength": "must not be empty." if value == 1 else f"must be at least {value} characters long.",
+        "minLength": "must not be empty."
+        if value == 1
+        else f"must be at least {value} characters long.",
         "maxLength": f"must be at most {value} characters long.",
         "pattern": f"{got} does not have the expected form (pattern `{value}`).",
     }
@@ -264,7 +272,12 @@ def _plain_message(error: SchemaError) -> str:
 
 
 def _article(type_name: Any) -> str:
-    names = {"object": "a table", "array": "an array", "integer": "an integer", "string": "a string"}
+    names = {
+        "object": "a table",
+        "array": "an array",
+        "integer": "an integer",
+        "string": "a string",
+    }
     if isinstance(type_name, list):
         return " or ".join(_article(name) for name in type_name)
     return names.get(str(type_name), f"a {type_name}")
@@ -284,10 +297,7 @@ def _doc_path(loc: tuple[Any, ...], data: Any) -> KeyPath:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
             path.append(part)
             node = node[part]
     return tuple(path)

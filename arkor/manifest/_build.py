@@ -14,19 +14,6 @@ from pathlib import Path
 
 from arkor._fs import atomic_write_text, sha256_file
 from arkor._version import __version__
-from arkor.manifest._callbacks import ResolvedCallback, resolve_callbacks
-from arkor.manifest._dataset import DatasetReport, default_mapping, inspect_dataset
-from arkor.manifest._manifest import (
-    MANIFEST_VERSION,
-    Manifest,
-    ManifestCallback,
-    ManifestDataset,
-    ManifestSecret,
-    ManifestSource,
-    canonical_json,
-    compute_digest,
-    manifest_path_for,
-)
 from arkor.cloud import (
     BlobDatasetSource,
     DatasetSource,
@@ -45,6 +32,19 @@ from arkor.config import (
     Trainer,
     format_key_path,
     load_config,
+)
+from arkor.manifest._callbacks import ResolvedCallback, resolve_callbacks
+from arkor.manifest._dataset import DatasetReport, default_mapping, inspect_dataset
+from arkor.manifest._manifest import (
+    MANIFEST_VERSION,
+    Manifest,
+    ManifestCallback,
+    ManifestDataset,
+    ManifestSecret,
+    ManifestSource,
+    canonical_json,
+    compute_digest,
+    manifest_path_for,
 )
 
 _ENV_NAME = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -109,7 +109,9 @@ def freeze(loaded: LoadedConfig) -> Manifest:
         callbacks={event: _callback_entry(cb, loaded.root) for event, cb in callbacks.items()},
         dataset=dataset_entry,
         sources=[
-            ManifestSource(path=_relative(source.path, loaded.root), role=source.role, sha256=source.sha256)
+            ManifestSource(
+                path=_relative(source.path, loaded.root), role=source.role, sha256=source.sha256
+            )
             for source in loaded.sources
         ],
         secrets=_secrets(loaded),
@@ -120,7 +122,9 @@ def freeze(loaded: LoadedConfig) -> Manifest:
     return body.model_copy(update={"digest": compute_digest(body.body())})
 
 
-def _freeze_dataset(loaded: LoadedConfig) -> tuple[DatasetSource, ManifestDataset, DatasetReport | None]:
+def _freeze_dataset(
+    loaded: LoadedConfig,
+) -> tuple[DatasetSource, ManifestDataset, DatasetReport | None]:
     """The wire dataset source, its manifest entry, and (for a local file) what checking found."""
     dataset = loaded.config.trainer.dataset
     if isinstance(dataset, FileDataset):
@@ -143,11 +147,20 @@ def _freeze_dataset(loaded: LoadedConfig) -> tuple[DatasetSource, ManifestDatase
         report = inspect_dataset(file, relative, _format_setting(loaded.config.trainer))
         digest, size = sha256_file(file)
         entry = ManifestDataset(
-            type="file", path=relative, sha256=digest, size=size, rows=report.rows, file_format=report.file_format
+            type="file",
+            path=relative,
+            sha256=digest,
+            size=size,
+            rows=report.rows,
+            file_format=report.file_format,
         )
         return FileDatasetSource(path=relative, sha256=digest), entry, report
     if isinstance(dataset, BlobDataset):
-        return BlobDatasetSource(url=dataset.url, token=dataset.token), ManifestDataset(type="blob", url=dataset.url), None
+        return (
+            BlobDatasetSource(url=dataset.url, token=dataset.token),
+            ManifestDataset(type="blob", url=dataset.url),
+            None,
+        )
     source = HuggingfaceDatasetSource(name=dataset.name, split=dataset.split, subset=dataset.subset)
     return source, ManifestDataset(type="huggingface", name=dataset.name), None
 
@@ -157,7 +170,9 @@ def _format_setting(trainer: Trainer) -> str | dict[str, str]:
     return value if isinstance(value, str) else value.model_dump()
 
 
-def _job_config(trainer: Trainer, dataset: DatasetSource, report: DatasetReport | None) -> JobConfig:
+def _job_config(
+    trainer: Trainer, dataset: DatasetSource, report: DatasetReport | None
+) -> JobConfig:
     fmt = report.format if report is not None else _format_setting(trainer)
     if isinstance(fmt, str) and fmt != "auto":
         fmt = default_mapping(fmt)

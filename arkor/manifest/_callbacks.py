@@ -66,7 +66,9 @@ def resolve_callbacks(callbacks: Callbacks, raw: RawConfig) -> dict[str, Resolve
         try:
             function = load_callback(target, raw.root)
         except Exception as error:  # the user's module may raise anything while importing
-            issues.append(ConfigIssue(_import_problem(target, error, raw.root), raw.locate(path), path))
+            issues.append(
+                ConfigIssue(_import_problem(target, error, raw.root), raw.locate(path), path)
+            )
             continue
         if not _takes_one_argument(function):
             issues.append(

@@ -37,10 +37,18 @@ class DatasetReport:
     """``jsonl``, ``json``, ``csv`` or ``parquet``."""
 
 
-_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+_SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
 
 
-def inspect_dataset(path: Path, display: str, dataset_format: str | dict[str, str]) -> DatasetReport:
+def inspect_dataset(
+    path: Path, display: str, dataset_format: str | dict[str, str]
+) -> DatasetReport:
     """Check ``path`` against ``dataset_format`` (``"auto"``, a name, or a column mapping)."""
     file_format = _SUFFIXES.get(path.suffix.lower())
     if file_format is None:
@@ -83,12 +91,16 @@ def _iter_rows(path: Path, display: str, file_format: str) -> Iterator[tuple[int
                 try:
                     yield line_number, json.loads(line)
                 except json.JSONDecodeError as error:
-                    raise _error(display, line_number, f"this line is not valid JSON ({error.msg}).") from None
+                    raise _error(
+                        display, line_number, f"this line is not valid JSON ({error.msg})."
+                    ) from None
     elif file_format == "json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
-            raise _error(display, error.lineno, f"the file is not valid JSON ({error.msg}).") from None
+            raise _error(
+                display, error.lineno, f"the file is not valid JSON ({error.msg})."
+            ) from None
         if isinstance(data, dict) and isinstance(data.get("data"), list):
             data = data["data"]
         if not isinstance(data, list):
@@ -102,7 +114,9 @@ def _iter_rows(path: Path, display: str, file_format: str) -> Iterator[tuple[int
             yield reader.line_num, row
 
 
-def _inspect_parquet(path: Path, display: str, dataset_format: str | dict[str, str]) -> DatasetReport:
+def _inspect_parquet(
+    path: Path, display: str, dataset_format: str | dict[str, str]
+) -> DatasetReport:
     with path.open("rb") as handle:
         head = handle.read(4)
         handle.seek(max(path.stat().st_size - 4, 4))
@@ -140,14 +154,20 @@ def default_mapping(name: str) -> dict[str, str]:
     """The standard column names of a format."""
     return {
         "chat": {"type": "chat", "messages": "messages"},
-        "prompt_completion": {"type": "prompt_completion", "prompt": "prompt", "completion": "completion"},
+        "prompt_completion": {
+            "type": "prompt_completion",
+            "prompt": "prompt",
+            "completion": "completion",
+        },
         "text": {"type": "text", "text": "text"},
     }[name]
 
 
 def _detect(row: Any, display: str, line: int | None) -> dict[str, str]:
     if not isinstance(row, dict):
-        raise _error(display, line, f"row 1 is {type(row).__name__}, expected an object with named columns.")
+        raise _error(
+            display, line, f"row 1 is {type(row).__name__}, expected an object with named columns."
+        )
     if "messages" in row:
         return default_mapping("chat")
     if "prompt" in row and "completion" in row:
@@ -178,7 +198,7 @@ def _check_row(row: Any, mapping: dict[str, str]) -> str | None:
             except json.JSONDecodeError:
                 return f"`{column}` is text that is not a JSON list of messages."
         return _check_messages(column, messages)
-    for key in (("prompt", "completion") if kind == "prompt_completion" else ("text",)):
+    for key in ("prompt", "completion") if kind == "prompt_completion" else ("text",):
         column = mapping[key]
         value = row.get(column)
         if column not in row:
@@ -199,7 +219,9 @@ def _check_messages(column: str, messages: Any) -> str | None:
         if role not in CHAT_ROLES:
             return f"`{where}.role` is {json.dumps(role)}: expected one of {', '.join(CHAT_ROLES)}."
         content = message.get("content")
-        if not isinstance(content, str | list) and not (role == "assistant" and message.get("tool_calls")):
+        if not isinstance(content, str | list) and not (
+            role == "assistant" and message.get("tool_calls")
+        ):
             return f"`{where}.content` must be text."
     if not any(message.get("role") == "assistant" for message in messages):
         return f"`{column}` has no assistant message, so there is nothing to learn."
@@ -207,4 +229,6 @@ def _check_messages(column: str, messages: Any) -> str | None:
 
 
 def _error(display: str, line: int | None, message: str) -> ConfigError:
-    return ConfigError([ConfigIssue(message, Location(display, line))], message="The dataset cannot be used:")
+    return ConfigError(
+        [ConfigIssue(message, Location(display, line))], message="The dataset cannot be used:"
+    )

@@ -25,7 +25,9 @@ MANIFEST_RELATIVE_PATH = Path(".arkor") / "build" / "manifest.json"
 
 
 class _ManifestPart(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
 
 
 class ManifestSource(_ManifestPart):
@@ -107,7 +109,10 @@ class Staleness:
 
 def canonical_json(data: Any) -> str:
     """Sorted keys, two-space indent, fixed separators, trailing newline: same data, same bytes."""
-    return json.dumps(data, sort_keys=True, indent=2, separators=(",", ": "), ensure_ascii=False) + "\n"
+    return (
+        json.dumps(data, sort_keys=True, indent=2, separators=(",", ": "), ensure_ascii=False)
+        + "\n"
+    )
 
 
 def compute_digest(body: dict[str, Any]) -> str:
@@ -170,7 +175,9 @@ def read_manifest(path: str | Path | None = None, *, verify: bool = True) -> Man
 
 def check_staleness(manifest: Manifest, root: Path) -> Staleness:
     """Compare every digested input of ``manifest`` with the files under ``root`` now."""
-    checks: list[tuple[str, str | None]] = [(source.path, source.sha256) for source in manifest.sources]
+    checks: list[tuple[str, str | None]] = [
+        (source.path, source.sha256) for source in manifest.sources
+    ]
     checks += [(cb.file, cb.sha256) for cb in manifest.callbacks.values() if cb.file]
     if manifest.dataset.path is not None:
         checks.append((manifest.dataset.path, manifest.dataset.sha256))

@@ -56,7 +56,11 @@ class WrittenPath:
 def list_templates() -> list[Template]:
     """Every template shipped with Arkor, in a stable order (the default first)."""
     root = templates_dir()
-    templates = [_read_template(folder) for folder in sorted(root.iterdir()) if (folder / "template.toml").is_file()]
+    templates = [
+        _read_template(folder)
+        for folder in sorted(root.iterdir())
+        if (folder / "template.toml").is_file()
+    ]
     return sorted(templates, key=lambda t: (t.id != DEFAULT_TEMPLATE, t.id))
 
 
@@ -118,11 +122,15 @@ def scaffold(
     shared = templates_dir() / _SHARED
     results = [_write_config(folder, config_format, shared, values)]
     results.append(_create(folder / package / "__init__.py", f'"""The {name} Arkor project."""\n'))
-    results.append(_create(folder / package / "callbacks.py", _render(shared / "callbacks.py.tmpl", values)))
+    results.append(
+        _create(folder / package / "callbacks.py", _render(shared / "callbacks.py.tmpl", values))
+    )
     results.append(_copy(template.folder / "data" / "train.jsonl", folder / "data" / "train.jsonl"))
     results.append(_patch_gitignore(folder / ".gitignore"))
     if agents_md:
-        results.append(_patch_agents_md(folder / "AGENTS.md", _render(shared / "AGENTS.md.tmpl", values)))
+        results.append(
+            _patch_agents_md(folder / "AGENTS.md", _render(shared / "AGENTS.md.tmpl", values))
+        )
     return results
 
 
@@ -132,7 +140,11 @@ def git_init(folder: Path) -> WrittenPath:
     if git is None:
         return WrittenPath(folder / ".git", "kept", "git is not installed; skipped `git init`")
     inside = subprocess.run(
-        [git, "rev-parse", "--is-inside-work-tree"], cwd=folder, capture_output=True, text=True, check=False
+        [git, "rev-parse", "--is-inside-work-tree"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if inside.returncode == 0:
         return WrittenPath(folder / ".git", "kept", "already inside a git repository")
@@ -159,13 +171,17 @@ def _schema_reference() -> str:
     return SCHEMA_URL
 
 
-def _write_config(folder: Path, config_format: ConfigFormat, shared: Path, values: dict[str, str]) -> WrittenPath:
+def _write_config(
+    folder: Path, config_format: ConfigFormat, shared: Path, values: dict[str, str]
+) -> WrittenPath:
     """Create the config unless one exists already (in any format: two would conflict)."""
     for existing in _CONFIG_CANDIDATES:
         if (folder / existing).is_file():
             return WrittenPath(folder / existing, "kept")
     pyproject = folder / "pyproject.toml"
-    if pyproject.is_file() and re.search(r"^\[tool\.arkor[.\]]", pyproject.read_text(encoding="utf-8"), re.M):
+    if pyproject.is_file() and re.search(
+        r"^\[tool\.arkor[.\]]", pyproject.read_text(encoding="utf-8"), re.M
+    ):
         return WrittenPath(pyproject, "kept", "it already has [tool.arkor]")
     name = "arkor.toml" if config_format == "toml" else "arkor.yaml"
     return _create(folder / name, _render(shared / f"{name}.tmpl", values))
@@ -199,7 +215,9 @@ def _patch_gitignore(path: Path) -> WrittenPath:
         atomic_write_text(path, ".arkor/\n__pycache__/\n")
         return WrittenPath(path, "created")
     text = path.read_text(encoding="utf-8")
-    if any(line.strip() in (".arkor", ".arkor/", "/.arkor", "/.arkor/") for line in text.splitlines()):
+    if any(
+        line.strip() in (".arkor", ".arkor/", "/.arkor", "/.arkor/") for line in text.splitlines()
+    ):
         return WrittenPath(path, "kept")
     separator = "" if not text or text.endswith("\n") else "\n"
     atomic_write_text(path, f"{text}{separator}.arkor/\n")

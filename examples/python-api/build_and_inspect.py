@@ -1,6 +1,6 @@
 """Load, build and inspect a config from Python, without the CLI.
 
-    python examples/python-api/build_and_inspect.py examples/pyproject/pyproject.toml
+python examples/python-api/build_and_inspect.py examples/pyproject/pyproject.toml
 """
 
 from __future__ import annotations

@@ -33,7 +33,11 @@ class TestDiscovery:
 
     @pytest.mark.parametrize("name", ["arkor.yaml", "arkor.yml"])
     def test_finds_yaml(self, project: Path, name: str) -> None:
-        write(project, name, "trainer:\n  name: y\n  model: m\n  dataset: {type: huggingface, name: a/b}\n")
+        write(
+            project,
+            name,
+            "trainer:\n  name: y\n  model: m\n  dataset: {type: huggingface, name: a/b}\n",
+        )
         loaded = load_config()
         assert loaded.path.name == name
         assert loaded.config.trainer.name == "y"
@@ -114,7 +118,11 @@ class TestSyntaxErrors:
 class TestExtends:
     def test_file_overrides_extended_file_key_by_key(self, project: Path) -> None:
         write(project, "base.toml", BASE)
-        write(project, "arkor.toml", 'extends = "base.toml"\n[trainer]\nname = "child"\nbatch_size = 8\n')
+        write(
+            project,
+            "arkor.toml",
+            'extends = "base.toml"\n[trainer]\nname = "child"\nbatch_size = 8\n',
+        )
         trainer = load_config().config.trainer
         assert (trainer.name, trainer.batch_size, trainer.learning_rate) == ("child", 8, 1e-4)
         assert trainer.dataset.type == "huggingface"
@@ -135,7 +143,11 @@ class TestExtends:
 
     def test_changing_a_dataset_type_replaces_the_table(self, project: Path) -> None:
         write(project, "base.toml", BASE)
-        write(project, "arkor.toml", 'extends = "base.toml"\n[trainer.dataset]\ntype = "file"\npath = "d.jsonl"\n')
+        write(
+            project,
+            "arkor.toml",
+            'extends = "base.toml"\n[trainer.dataset]\ntype = "file"\npath = "d.jsonl"\n',
+        )
         dataset = load_config().config.trainer.dataset
         assert dataset.type == "file"
         assert dataset.path == "d.jsonl"
@@ -168,15 +180,22 @@ class TestExtends:
 class TestInterpolation:
     def test_env_value_is_substituted(self, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("BASE_MODEL", "org/model-from-env")
-        minimal_project(project, MINIMAL_TOML.replace('"HuggingFaceTB/SmolLM2-135M-Instruct"', '"${env:BASE_MODEL}"'))
+        minimal_project(
+            project,
+            MINIMAL_TOML.replace('"HuggingFaceTB/SmolLM2-135M-Instruct"', '"${env:BASE_MODEL}"'),
+        )
         assert load_config().config.trainer.model == "org/model-from-env"
 
-    def test_default_is_used_when_unset(self, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_default_is_used_when_unset(
+        self, project: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.delenv("RUN_SUFFIX", raising=False)
         minimal_project(project, MINIMAL_TOML.replace('"demo"', '"demo-${env:RUN_SUFFIX:-local}"'))
         assert load_config().config.trainer.name == "demo-local"
 
-    def test_missing_variable_is_located_and_explained(self, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_missing_variable_is_located_and_explained(
+        self, project: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
         minimal_project(project, MINIMAL_TOML.replace('"demo"', '"${env:NOT_SET_ANYWHERE}"'))
         with pytest.raises(ConfigError) as error:
@@ -189,7 +208,9 @@ class TestInterpolation:
         minimal_project(project, MINIMAL_TOML.replace('"demo"', '"cost-$${env:X}"'))
         assert load_config().config.trainer.name == "cost-${env:X}"
 
-    def test_secret_fields_keep_the_reference(self, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_secret_fields_keep_the_reference(
+        self, project: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setenv("DATA_TOKEN", "s3cr3t")
         write(
             project,
@@ -208,17 +229,30 @@ class TestOverrides:
     def test_values_are_toml_literals(self, project: Path) -> None:
         minimal_project(project)
         trainer = load_config(
-            overrides=["trainer.max_steps=7", "trainer.dry_run=true", "trainer.lora.target_modules=['q_proj']"]
+            overrides=[
+                "trainer.max_steps=7",
+                "trainer.dry_run=true",
+                "trainer.lora.target_modules=['q_proj']",
+            ]
         ).config.trainer
-        assert (trainer.max_steps, trainer.dry_run, trainer.lora.target_modules) == (7, True, ["q_proj"])
+        assert (trainer.max_steps, trainer.dry_run, trainer.lora.target_modules) == (
+            7,
+            True,
+            ["q_proj"],
+        )
 
     def test_bare_text_is_a_string(self, project: Path) -> None:
         minimal_project(project)
-        assert load_config(overrides=["trainer.model=org/other-model"]).config.trainer.model == "org/other-model"
+        assert (
+            load_config(overrides=["trainer.model=org/other-model"]).config.trainer.model
+            == "org/other-model"
+        )
 
     def test_override_beats_file_and_extended_file(self, project: Path) -> None:
         write(project, "base.toml", BASE)
-        write(project, "arkor.toml", 'extends = "base.toml"\n[trainer]\nname = "c"\nbatch_size = 8\n')
+        write(
+            project, "arkor.toml", 'extends = "base.toml"\n[trainer]\nname = "c"\nbatch_size = 8\n'
+        )
         assert load_config(overrides=["trainer.batch_size=16"]).config.trainer.batch_size == 16
 
     def test_bad_override_value_is_reported_at_the_flag(self, project: Path) -> None:

@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 
-from arkor.config import SCHEMA_URL, ArkorConfig, ConfigError, generate_schema, load_config, render_schema
+from arkor.config import (
+    SCHEMA_URL,
+    ArkorConfig,
+    ConfigError,
+    generate_schema,
+    load_config,
+    render_schema,
+)
 from arkor.config._example import render_example
 from tests.utils.projects import write
 
@@ -38,7 +45,9 @@ def check_generated(path: Path, generated: str) -> None:
     if os.environ.get("ARKOR_UPDATE_SCHEMA") == "1":
         path.write_text(generated, encoding="utf-8")
     committed = path.read_text(encoding="utf-8") if path.exists() else ""
-    assert committed == generated, f"{path.name} is stale; regenerate it with `{REGENERATE}` and commit it."
+    assert committed == generated, (
+        f"{path.name} is stale; regenerate it with `{REGENERATE}` and commit it."
+    )
 
 
 def test_committed_schema_is_fresh() -> None:
@@ -69,7 +78,9 @@ def test_schema_is_valid_draft_07_and_uses_only_its_common_keywords() -> None:
     assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
     for path, node in walk(schema):
         unknown = set(node) - DRAFT_07_KEYWORDS
-        assert not unknown, f"{path} uses {unknown}, which taplo/tombi/yaml-language-server may not understand"
+        assert not unknown, (
+            f"{path} uses {unknown}, which taplo/tombi/yaml-language-server may not understand"
+        )
 
 
 def test_every_object_forbids_unknown_keys_and_every_property_is_described() -> None:
@@ -117,19 +128,89 @@ def test_schema_has_title_defaults_and_examples() -> None:
 
 CORPUS: list[dict[str, Any]] = [
     {"trainer": {"name": "a", "model": "m", "dataset": {"type": "huggingface", "name": "x/y"}}},
-    {"trainer": {"name": "a", "model": "m", "dataset": {"type": "file", "path": "d.jsonl"}, "max_steps": 0}},
-    {"trainer": {"name": "a", "model": "m", "dataset": {"type": "blob", "url": "https://e.com/d.csv"}}},
-    {"trainer": {"name": "a", "model": "m", "dataset": {"type": "blob", "url": "ftp://e.com/d.csv"}}},
-    {"trainer": {"name": "a", "model": "m", "dataset": {"type": "blob", "url": "https://e", "token": "x"}}},
-    {"trainer": {"name": "a", "model": "m", "dataset": {"type": "file", "path": "d"}, "lora": {"dropout": 1.0}}},
-    {"trainer": {"name": "a", "model": "m", "dataset": {"type": "file", "path": "d"}, "lora": {"target_modules": ["q"]}}},
-    {"trainer": {"name": "a", "model": "m", "dataset": {"type": "file", "path": "d"}, "dataset_split": 0}},
-    {"trainer": {"name": "a", "model": "m", "dataset": {"type": "file", "path": "d"}, "dataset_format": {"type": "text"}}},
+    {
+        "trainer": {
+            "name": "a",
+            "model": "m",
+            "dataset": {"type": "file", "path": "d.jsonl"},
+            "max_steps": 0,
+        }
+    },
+    {
+        "trainer": {
+            "name": "a",
+            "model": "m",
+            "dataset": {"type": "blob", "url": "https://e.com/d.csv"},
+        }
+    },
+    {
+        "trainer": {
+            "name": "a",
+            "model": "m",
+            "dataset": {"type": "blob", "url": "ftp://e.com/d.csv"},
+        }
+    },
+    {
+        "trainer": {
+            "name": "a",
+            "model": "m",
+            "dataset": {"type": "blob", "url": "https://e", "token": "x"},
+        }
+    },
+    {
+        "trainer": {
+            "name": "a",
+            "model": "m",
+            "dataset": {"type": "file", "path": "d"},
+            "lora": {"dropout": 1.0},
+        }
+    },
+    {
+        "trainer": {
+            "name": "a",
+            "model": "m",
+            "dataset": {"type": "file", "path": "d"},
+            "lora": {"target_modules": ["q"]},
+        }
+    },
+    {
+        "trainer": {
+            "name": "a",
+            "model": "m",
+            "dataset": {"type": "file", "path": "d"},
+            "dataset_split": 0,
+        }
+    },
+    {
+        "trainer": {
+            "name": "a",
+            "model": "m",
+            "dataset": {"type": "file", "path": "d"},
+            "dataset_format": {"type": "text"},
+        }
+    },
     {"trainer": {"name": "", "model": "m", "dataset": {"type": "file", "path": "d"}}},
-    {"trainer": {"name": "a", "model": "m", "dataset": {"type": "file", "path": "d"}, "optim": "Adam W"}},
-    {"trainer": {"name": "a", "model": "m", "dataset": {"type": "file", "path": "d"}, "learning_rate": 1}},
+    {
+        "trainer": {
+            "name": "a",
+            "model": "m",
+            "dataset": {"type": "file", "path": "d"},
+            "optim": "Adam W",
+        }
+    },
+    {
+        "trainer": {
+            "name": "a",
+            "model": "m",
+            "dataset": {"type": "file", "path": "d"},
+            "learning_rate": 1,
+        }
+    },
     {"trainer": {"name": "a", "model": "m", "dataset": {"type": "file", "path": "d"}, "seed": -1}},
-    {"trainer": {"name": "a", "model": "m", "dataset": {"type": "file", "path": "d"}}, "cloud": {"url": "http://h:1"}},
+    {
+        "trainer": {"name": "a", "model": "m", "dataset": {"type": "file", "path": "d"}},
+        "cloud": {"url": "http://h:1"},
+    },
     {"trainer": {"name": "a", "model": "m", "dataset": {"type": "file", "path": "d"}}, "extra": 1},
 ]
 

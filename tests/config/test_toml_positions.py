@@ -59,7 +59,13 @@ def test_every_parsed_key_has_a_position() -> None:
 
     def paths(node: object, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
         found: list[tuple[str | int, ...]] = []
-        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+        items = (
+            node.items()
+            if isinstance(node, dict)
+            else enumerate(node)
+            if isinstance(node, list)
+            else []
+        )
         for key, value in items:
             found.append((*prefix, key))
             found.extend(paths(value, (*prefix, key)))
@@ -71,6 +77,6 @@ def test_every_parsed_key_has_a_position() -> None:
 
 
 def test_strings_that_look_like_syntax_do_not_confuse_it() -> None:
-    text = 'a = "x = [1, {"\nb = \'] } #\'\nc = 3\n'
+    text = "a = \"x = [1, {\"\nb = '] } #'\nc = 3\n"
     spans = toml_positions(text)
     assert spans[("c",)].key == (3, 1)

@@ -81,7 +81,10 @@ def test_messages_say_what_was_expected(project: Path) -> None:
 def test_unknown_top_level_key(project: Path) -> None:
     write(project, "arkor.toml", '[trainr]\nname = "x"\n')
     lines = located()
-    assert "arkor.toml:1:1: trainr: unknown key `trainr` at the top level. Did you mean `trainer`?" in lines
+    assert (
+        "arkor.toml:1:1: trainr: unknown key `trainr` at the top level. Did you mean `trainer`?"
+        in lines
+    )
     assert "arkor.toml: missing required key `trainer` at the top level." in lines
 
 
@@ -106,7 +109,11 @@ def test_missing_required_keys_point_at_their_table(project: Path) -> None:
 
 class TestDatasetUnion:
     def write_dataset(self, project: Path, body: str) -> None:
-        write(project, "arkor.toml", f'[trainer]\nname = "x"\nmodel = "m"\n\n[trainer.dataset]\n{body}')
+        write(
+            project,
+            "arkor.toml",
+            f'[trainer]\nname = "x"\nmodel = "m"\n\n[trainer.dataset]\n{body}',
+        )
 
     def test_keys_are_checked_against_the_chosen_type(self, project: Path) -> None:
         self.write_dataset(project, 'type = "blob"\nname = "a/b"\n')
@@ -129,7 +136,9 @@ class TestDatasetUnion:
         assert "missing required key `type`" in line
 
     def test_literal_token_is_refused_with_the_fix(self, project: Path) -> None:
-        self.write_dataset(project, 'type = "blob"\nurl = "https://example.com/d.jsonl"\ntoken = "hf_live_123"\n')
+        self.write_dataset(
+            project, 'type = "blob"\nurl = "https://example.com/d.jsonl"\ntoken = "hf_live_123"\n'
+        )
         (line,) = located()
         assert line.startswith("arkor.toml:8:9: trainer.dataset.token:")
         assert 'token = "${env:DATASET_TOKEN}"' in line
@@ -216,4 +225,6 @@ def test_malformed_callback_paths_are_refused(project: Path, target: str) -> Non
         f'[trainer.callbacks]\non_log = "{target}"\n',
     )
     (line,) = located()
-    assert line.startswith("arkor.toml:8:10: trainer.callbacks.on_log: expected a dotted import path")
+    assert line.startswith(
+        "arkor.toml:8:10: trainer.callbacks.on_log: expected a dotted import path"
+    )
