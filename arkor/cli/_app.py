@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from arkor.cli import build, init, schema, validate
@@ -14,6 +12,10 @@ app = typer.Typer(
         "Describe, reproduce and run a LoRA fine-tune from a file.\n\n"
         "Start with `arkor init`, check with `arkor validate`, freeze with `arkor build`."
     ),
+    epilog=(
+        "Global flags: -V/--version prints the version; --debug (or ARKOR_DEBUG=1) shows "
+        "tracebacks on errors. Exit codes: 0 ok, 1 failure, 2 usage or config error, 130 interrupted."
+    ),
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -21,31 +23,8 @@ app = typer.Typer(
 )
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        from arkor._version import __version__
-
-        print(f"arkor {__version__}")
-        raise typer.Exit()
-
-
 @app.callback()
-def root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version",
-            "-V",
-            callback=_print_version,
-            is_eager=True,
-            help="Print the version and exit.",
-        ),
-    ] = False,
-    debug: Annotated[
-        bool,
-        typer.Option("--debug", help="Show tracebacks on errors (also ARKOR_DEBUG=1)."),
-    ] = False,
-) -> None:
+def root() -> None:
     """Arkor: describe, reproduce and run a LoRA fine-tune from a file."""
 
 

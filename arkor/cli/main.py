@@ -2,7 +2,10 @@
 
 Exit codes (DESIGN.md): 0 success; 1 a runtime failure; 2 a usage, config or manifest
 error; 130 interrupted. Errors print as one paragraph on stderr; a traceback only with
-``--debug`` or ``ARKOR_DEBUG=1``. ``--version`` answers before anything heavy is imported.
+``--debug`` or ``ARKOR_DEBUG=1``.
+
+The global flags ``-V/--version`` and ``--debug`` are handled here, before typer, so the
+answer to ``--version`` costs one import.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run ``arkor`` and return its exit code instead of exiting."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args in (["-V"], ["--version"]):
+    debug = "--debug" in args or os.environ.get("ARKOR_DEBUG", "").lower() in ("1", "true", "yes")
+    args = [arg for arg in args if arg != "--debug"]
+    if args[:1] in (["-V"], ["--version"]):
         from arkor._version import __version__
 
         print(f"arkor {__version__}")
         return EXIT_OK
-    debug = "--debug" in args or os.environ.get("ARKOR_DEBUG", "").lower() in ("1", "true", "yes")
     try:
         from arkor.cli._app import app
 
