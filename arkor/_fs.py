@@ -15,7 +15,8 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> N
 
     The bytes go to a temporary file in the same folder, are flushed to disk, and the
     file is renamed over ``path``. On any failure the temporary file is removed and
-    ``path`` is left as it was.
+    ``path`` is left as it was. ``mode`` defaults to the replaced file's permissions, or
+    to the usual ones for a new file (credentials pass ``0o600``).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -25,12 +26,21 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> N
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        if mode is not None:
-            tmp.chmod(mode)
+        tmp.chmod(mode if mode is not None else _mode_for(path))
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """Keep an existing file's permissions; give a new one what ``open()`` would (0666 & ~umask)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:

@@ -18,8 +18,14 @@ _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 CALLBACK_PATTERN = rf"^{_IDENT}(\.{_IDENT})*(:{_IDENT}(\.{_IDENT})*|\.{_IDENT})$"
 """``package.module:function`` (attribute paths allowed after the colon) or ``package.module.function``."""
 
-SECRET_FIELDS: frozenset[tuple[str, ...]] = frozenset({("trainer", "dataset", "token")})
-"""Key paths whose values are secrets: never interpolated at load, never frozen into a manifest."""
+SECRET_FIELDS: frozenset[tuple[str, ...]] = frozenset(
+    {("trainer", "dataset", "token"), ("trainer", "dataset", "url")}
+)
+"""Key paths that may carry secrets: their ``${env:…}`` references are kept as written at
+load and in the manifest, and resolved only by ``arkor start`` (a download URL may hold a
+signed query string; a token is always a reference)."""
+
+_URL_PATTERN = r"^(https?://|\$\{env:)\S+$"
 
 
 class _Section(BaseModel):
@@ -62,12 +68,16 @@ class BlobDataset(_Section):
         description='Where the data comes from: `"blob"` downloads a file from a URL.',
     )
     url: str = Field(
-        pattern=r"^https?://\S+$",
+        pattern=_URL_PATTERN,
         description=(
             "The file's URL. The format comes from its extension (`.jsonl`, `.json`, `.csv`, "
-            "`.parquet`) or the response's content type."
+            "`.parquet`) or the response's content type. `${env:NAME}` references in it (a "
+            "signed query string) stay references in the manifest; `arkor start` fills them in."
         ),
-        examples=["https://example.com/data/train.jsonl"],
+        examples=[
+            "https://example.com/data/train.jsonl",
+            "https://example.com/train.jsonl?sig=${env:DATA_SIG}",
+        ],
     )
     token: str | None = Field(
         default=None,

@@ -47,7 +47,7 @@ from arkor.manifest._manifest import (
     manifest_path_for,
 )
 
-_ENV_NAME = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
+_ENV_NAME = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -216,14 +216,15 @@ def _callback_entry(callback: ResolvedCallback, root: Path) -> ManifestCallback:
 
 
 def _secrets(loaded: LoadedConfig) -> list[ManifestSecret]:
+    """Every environment variable that secret-bearing fields reference, by field."""
     secrets: list[ManifestSecret] = []
     for path in sorted(SECRET_FIELDS):
         node: object = loaded.raw.data
         for key in path:
             node = node.get(key) if isinstance(node, dict) else None
-        match = _ENV_NAME.match(node) if isinstance(node, str) else None
-        if match:
-            secrets.append(ManifestSecret(path=format_key_path(path), env=match[1]))
+        if isinstance(node, str):
+            for name in dict.fromkeys(_ENV_NAME.findall(node)):
+                secrets.append(ManifestSecret(path=format_key_path(path), env=name))
     return secrets
 
 

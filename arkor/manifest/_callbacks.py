@@ -58,6 +58,7 @@ def resolve_callbacks(callbacks: Callbacks, raw: RawConfig) -> dict[str, Resolve
     """Check every callback in ``callbacks``; raise one :class:`ConfigError` listing all failures."""
     resolved: dict[str, ResolvedCallback] = {}
     issues: list[ConfigIssue] = []
+    cause: Exception | None = None
     for event in CALLBACK_EVENTS:
         target = getattr(callbacks, event)
         if target is None:
@@ -66,6 +67,7 @@ def resolve_callbacks(callbacks: Callbacks, raw: RawConfig) -> dict[str, Resolve
         try:
             function = load_callback(target, raw.root)
         except Exception as error:  # the user's module may raise anything while importing
+            cause = cause or error
             issues.append(
                 ConfigIssue(_import_problem(target, error, raw.root), raw.locate(path), path)
             )
@@ -86,15 +88,16 @@ def resolve_callbacks(callbacks: Callbacks, raw: RawConfig) -> dict[str, Resolve
         digest = sha256_file(file)[0] if file and file.is_file() else None
         resolved[event] = ResolvedCallback(target, module_name, attribute, file, digest)
     if issues:
-        raise ConfigError(issues)
+        raise ConfigError(issues) from cause  # `--debug` shows the user's traceback too
     return resolved
 
 
 def _import_problem(target: str, error: Exception, root: Path) -> str:
     module_name, attribute = split_target(target)
-    if isinstance(error, ModuleNotFoundError) and error.name and module_name.startswith(error.name):
+    missing = error.name if isinstance(error, ModuleNotFoundError) else None
+    if missing and (module_name == missing or module_name.startswith(missing + ".")):
         return (
-            f"cannot import `{module_name}`: no module named `{error.name}` in the project root "
+            f"cannot import `{module_name}`: no module named `{missing}` in the project root "
             f"{root} or the installed packages. Check the spelling, and that the package folder "
             "has an __init__.py."
         )
@@ -135,20 +138,28 @@ def _on_sys_path(root: Path) -> Iterator[None]:
         sys.path.remove(entry)
 
 
+_PROJECT_ROOTS: set[Path] = set()
+"""Every project root callbacks were imported from in this process."""
+
+
 def _forget_shadowed(module_name: str, root: Path) -> None:
-    """Drop cached modules that the project under ``root`` provides, so they import fresh.
+    """Drop cached modules another project, or an older copy of this one, provided.
 
     One process may build several projects whose packages share a name, or rebuild after
-    an edit; without this the cached module would be checked instead of the file on disk.
+    an edit; without this the cached module would be checked instead of the file on disk,
+    or a project lacking the package would borrow another project's.
     """
+    _PROJECT_ROOTS.add(root.resolve())
     parts = module_name.split(".")
     for depth in range(len(parts), 0, -1):
         name = ".".join(parts[:depth])
         cached = sys.modules.get(name)
         if cached is None:
             continue
-        base = root.joinpath(*parts[:depth])
-        provided_here = base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
-        if provided_here:
+        cached_file = getattr(cached, "__file__", None)
+        from_a_project = cached_file is not None and any(
+            Path(cached_file).resolve().is_relative_to(project) for project in _PROJECT_ROOTS
+        )
+        if from_a_project:
             for stale in [key for key in sys.modules if key == name or key.startswith(name + ".")]:
                 del sys.modules[stale]

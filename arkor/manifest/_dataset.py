@@ -64,16 +64,25 @@ def inspect_dataset(
     mapping = _mapping(dataset_format)
     issues: list[ConfigIssue] = []
     count = 0
-    for count, (line, row) in enumerate(rows, start=1):
-        if count > ROWS_CHECKED:
-            continue
-        if mapping is None:
-            mapping = _detect(row, display, line)
-        problem = _check_row(row, mapping)
-        if problem:
-            issues.append(ConfigIssue(f"row {count}: {problem}", Location(display, line)))
-            if len(issues) >= _MAX_ROW_ERRORS:
-                break
+    try:
+        for count, (line, row) in enumerate(rows, start=1):
+            if count > ROWS_CHECKED:
+                continue
+            if mapping is None:
+                mapping = _detect(row, display, line)
+            problem = _check_row(row, mapping)
+            if problem:
+                issues.append(ConfigIssue(f"row {count}: {problem}", Location(display, line)))
+                if len(issues) >= _MAX_ROW_ERRORS:
+                    break
+    except UnicodeDecodeError as error:
+        raise _error(
+            display,
+            None,
+            f"the file is not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8.",
+        ) from None
+    except csv.Error as error:
+        raise _error(display, None, f"the CSV cannot be read ({error}).") from None
     if issues:
         raise ConfigError(issues, message=f"The dataset {display} has rows Arkor cannot train on:")
     if count == 0 or mapping is None:

@@ -12,16 +12,20 @@ from typing import Any
 
 import pytest
 
-from arkor.build import MANIFEST_RELATIVE_PATH, check_staleness, read_manifest
 from arkor.config import Lora, Trainer
 from arkor.errors import ManifestError
+from arkor.manifest import MANIFEST_RELATIVE_PATH, check_staleness, read_manifest
 from tests.utils.cli import CliRunner
-from tests.utils.projects import CHAT_ROW, MINIMAL_TOML, callbacks_project, minimal_project, write, write_jsonl
+from tests.utils.projects import (
+    CHAT_ROW,
+    MINIMAL_TOML,
+    callbacks_project,
+    minimal_project,
+    write,
+    write_jsonl,
+)
 
-CALLBACKS_TOML = MINIMAL_TOML + """
-[trainer.callbacks]
-on_log = "demo_pkg.callbacks:on_log"
-"""
+CALLBACKS_TOML = MINIMAL_TOML + '\n[trainer.callbacks]\non_log = "demo_pkg.callbacks:on_log"\n'
 
 BLOB_TOML = """\
 [trainer]
@@ -119,7 +123,9 @@ def test_manifest_is_canonical_json(project: Path, cli: CliRunner) -> None:
     """Sorted keys, two-space indent and one trailing newline make the bytes a function of the data."""
     minimal_project(project)
     text = build_ok(cli).decode("utf-8")
-    expected = json.dumps(json.loads(text), sort_keys=True, indent=2, separators=(",", ": "), ensure_ascii=False)
+    expected = json.dumps(
+        json.loads(text), sort_keys=True, indent=2, separators=(",", ": "), ensure_ascii=False
+    )
     assert text == expected + "\n"
     assert not text.endswith("\n\n")
 
@@ -260,7 +266,10 @@ def _append(path: Path, text: str) -> None:
 
 STALENESS_EDITS: dict[str, tuple[Callable[[Path], None], str]] = {
     "config": (lambda root: _append(root / "arkor.toml", "# edited\n"), "arkor.toml"),
-    "extended": (lambda root: _append(root / "configs" / "base.toml", "# edited\n"), "configs/base.toml"),
+    "extended": (
+        lambda root: _append(root / "configs" / "base.toml", "# edited\n"),
+        "configs/base.toml",
+    ),
     "callback": (
         lambda root: _append(root / "demo_pkg" / "callbacks.py", "# edited\n"),
         "demo_pkg/callbacks.py",
@@ -269,12 +278,19 @@ STALENESS_EDITS: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda root: _append(root / "data" / "train.jsonl", json.dumps(CHAT_ROW) + "\n"),
         "data/train.jsonl",
     ),
-    "deleted dataset": (lambda root: (root / "data" / "train.jsonl").unlink(), "data/train.jsonl (missing)"),
+    "deleted dataset": (
+        lambda root: (root / "data" / "train.jsonl").unlink(),
+        "data/train.jsonl (missing)",
+    ),
 }
 
 
 def _staleness_project(root: Path) -> None:
-    write(root, "arkor.toml", EXTENDS_TOML + '\n[trainer.callbacks]\non_log = "demo_pkg.callbacks:on_log"\n')
+    write(
+        root,
+        "arkor.toml",
+        EXTENDS_TOML + '\n[trainer.callbacks]\non_log = "demo_pkg.callbacks:on_log"\n',
+    )
     write(root, "configs/base.toml", BASE_TOML)
     write_jsonl(root, "data/train.jsonl", [CHAT_ROW] * 3)
     callbacks_project(root, "def on_log(ctx):\n    pass\n")
@@ -342,7 +358,9 @@ def test_defaults_are_filled_in_the_job_config(project: Path, cli: CliRunner) ->
 
 def test_eval_steps_default_to_save_steps(project: Path, cli: CliRunner) -> None:
     """Without ``eval_steps``, evaluation follows the checkpoint cadence the config chose."""
-    minimal_project(project, MINIMAL_TOML.replace("max_steps = 10\n", "max_steps = 10\nsave_steps = 7\n"))
+    minimal_project(
+        project, MINIMAL_TOML.replace("max_steps = 10\n", "max_steps = 10\nsave_steps = 7\n")
+    )
     build_ok(cli)
     config = manifest_data(project)["job"]["config"]
     assert config["saveSteps"] == 7
@@ -362,15 +380,24 @@ def test_job_config_uses_the_camel_case_wire_keys(project: Path, cli: CliRunner)
 
 def test_values_from_the_config_reach_the_wire_keys(project: Path, cli: CliRunner) -> None:
     """Each snake_case setting lands under its camelCase key, ``loadIn4bit`` included."""
-    config = MINIMAL_TOML.replace(
-        "max_steps = 10\n", "max_steps = 10\ndataset_split = 0.1\ntrain_on_responses_only = false\n"
-    ) + "\n[trainer.lora]\nr = 8\nalpha = 32\nmax_length = 256\nload_in_4bit = true\n"
+    config = (
+        MINIMAL_TOML.replace(
+            "max_steps = 10\n",
+            "max_steps = 10\ndataset_split = 0.1\ntrain_on_responses_only = false\n",
+        )
+        + "\n[trainer.lora]\nr = 8\nalpha = 32\nmax_length = 256\nload_in_4bit = true\n"
+    )
     minimal_project(project, config)
     build_ok(cli)
     wire = manifest_data(project)["job"]["config"]
     assert wire["datasetSplit"] == 0.1
     assert wire["trainOnResponsesOnly"] is False
-    assert (wire["loraR"], wire["loraAlpha"], wire["maxLength"], wire["loadIn4bit"]) == (8, 32, 256, True)
+    assert (wire["loraR"], wire["loraAlpha"], wire["maxLength"], wire["loadIn4bit"]) == (
+        8,
+        32,
+        256,
+        True,
+    )
 
 
 def test_file_dataset_is_frozen_with_its_digest(project: Path, cli: CliRunner) -> None:
@@ -388,7 +415,11 @@ def test_file_dataset_is_frozen_with_its_digest(project: Path, cli: CliRunner) -
         "rows": 4,
         "fileFormat": "jsonl",
     }
-    assert data["job"]["config"]["datasetSource"] == {"type": "file", "path": "data/train.jsonl", "sha256": digest}
+    assert data["job"]["config"]["datasetSource"] == {
+        "type": "file",
+        "path": "data/train.jsonl",
+        "sha256": digest,
+    }
 
 
 def test_sources_include_extended_files_with_their_digests(project: Path, cli: CliRunner) -> None:
@@ -397,7 +428,11 @@ def test_sources_include_extended_files_with_their_digests(project: Path, cli: C
     build_ok(cli)
     assert manifest_data(project)["sources"] == [
         {"path": "arkor.toml", "role": "config", "sha256": sha256_of(project / "arkor.toml")},
-        {"path": "configs/base.toml", "role": "extends", "sha256": sha256_of(project / "configs" / "base.toml")},
+        {
+            "path": "configs/base.toml",
+            "role": "extends",
+            "sha256": sha256_of(project / "configs" / "base.toml"),
+        },
     ]
     config = manifest_data(project)["job"]["config"]
     assert config["learningRate"] == 1e-4
@@ -447,9 +482,31 @@ def test_token_stays_an_env_reference(
     assert data["dataset"] == {"type": "blob", "url": "https://example.com/data/train.jsonl"}
 
 
+def test_references_in_a_blob_url_stay_references(
+    project: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signed download URL keeps its ``${env:...}`` parts; every variable is listed once."""
+    monkeypatch.setenv("ARKOR_TEST_SIG", "sig-value-never-frozen")
+    monkeypatch.setenv("ARKOR_TEST_DATASET_TOKEN", "token-value-never-frozen")
+    url = "https://example.com/train.jsonl?sig=${env:ARKOR_TEST_SIG}&again=${env:ARKOR_TEST_SIG}"
+    write(project, "arkor.toml", BLOB_TOML.replace("https://example.com/data/train.jsonl", url))
+    raw = build_ok(cli)
+    assert b"never-frozen" not in raw
+    data = json.loads(raw)
+    assert data["job"]["config"]["datasetSource"]["url"] == url
+    assert data["secrets"] == [
+        {"path": "trainer.dataset.token", "env": "ARKOR_TEST_DATASET_TOKEN"},
+        {"path": "trainer.dataset.url", "env": "ARKOR_TEST_SIG"},
+    ]
+
+
 def test_literal_token_is_refused_with_the_fix(project: Path, cli: CliRunner) -> None:
     """A secret written into the config is a config error that shows the ``${env:...}`` form."""
-    write(project, "arkor.toml", BLOB_TOML.replace("${env:ARKOR_TEST_DATASET_TOKEN}", "hunter2-literal"))
+    write(
+        project,
+        "arkor.toml",
+        BLOB_TOML.replace("${env:ARKOR_TEST_DATASET_TOKEN}", "hunter2-literal"),
+    )
     result = cli("build")
     assert result.exit_code == 2
     assert "arkor.toml:9:" in result.stderr
