@@ -18,7 +18,14 @@ from arkor._version import __version__
 if TYPE_CHECKING:
     from arkor.config import ArkorConfig, ConfigError, LoadedConfig, load_config
     from arkor.errors import ArkorError, ManifestError, UsageError
-    from arkor.manifest import Manifest, Staleness, build, read_manifest
+    from arkor.manifest import (
+        Manifest,
+        Staleness,
+        build,
+        check_staleness,
+        read_fresh_manifest,
+        read_manifest,
+    )
 
 __all__ = [
     "ArkorConfig",
@@ -31,7 +38,9 @@ __all__ = [
     "UsageError",
     "__version__",
     "build",
+    "check_staleness",
     "load_config",
+    "read_fresh_manifest",
     "read_manifest",
 ]
 
@@ -44,6 +53,8 @@ _LAZY = {
     "Staleness": "arkor.manifest",
     "build": "arkor.manifest",
     "read_manifest": "arkor.manifest",
+    "read_fresh_manifest": "arkor.manifest",
+    "check_staleness": "arkor.manifest",
     "ArkorError": "arkor.errors",
     "ManifestError": "arkor.errors",
     "UsageError": "arkor.errors",

@@ -16,6 +16,7 @@ from arkor.manifest._manifest import (
     compute_digest,
     manifest_path_for,
     project_root_of,
+    read_fresh_manifest,
     read_manifest,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "load_callback",
     "manifest_path_for",
     "project_root_of",
+    "read_fresh_manifest",
     "read_manifest",
     "split_target",
 ]

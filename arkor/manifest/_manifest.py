@@ -188,3 +188,17 @@ def check_staleness(manifest: Manifest, root: Path) -> Staleness:
         if actual != expected and relative not in changed:
             changed.append(relative if actual is not None else f"{relative} (missing)")
     return Staleness(changed)
+
+
+def read_fresh_manifest(path: str | Path | None = None) -> Manifest:
+    """Read and verify a manifest, and refuse it when its inputs changed since the build.
+
+    What ``arkor start`` needs: a :class:`ManifestError` that says to run ``arkor build``
+    for a missing, tampered, too-new or stale manifest; the manifest otherwise.
+    """
+    manifest_path = Path(path) if path is not None else manifest_path_for(Path.cwd())
+    manifest = read_manifest(manifest_path)
+    staleness = check_staleness(manifest, project_root_of(manifest_path))
+    if staleness.stale:
+        raise ManifestError(staleness.message(manifest_path))
+    return manifest

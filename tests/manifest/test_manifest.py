@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import arkor
 from arkor.config import Lora, Trainer
 from arkor.errors import ManifestError
 from arkor.manifest import MANIFEST_RELATIVE_PATH, check_staleness, read_manifest
@@ -537,3 +538,18 @@ def test_failed_first_build_writes_nothing(project: Path, cli: CliRunner) -> Non
     assert cli("build").exit_code == 2
     build_dir = manifest_file(project).parent
     assert not build_dir.exists() or list(build_dir.iterdir()) == []
+
+
+def test_read_fresh_manifest_refuses_a_stale_build(project: Path) -> None:
+    """The gate ``arkor start`` uses: fresh passes, an edited source is refused with the fix."""
+    minimal_project(project)
+    path = arkor.build()
+    assert arkor.read_fresh_manifest(path).digest == arkor.read_manifest(path).digest
+    config = project / "arkor.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("max_steps = 10", "max_steps = 12")
+    )
+    with pytest.raises(ManifestError) as error:
+        arkor.read_fresh_manifest()
+    assert "arkor.toml changed" in str(error.value)
+    assert "arkor build" in str(error.value)
