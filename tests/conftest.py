@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,16 @@ def isolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     monkeypatch.delenv("FORCE_COLOR", raising=False)
     monkeypatch.chdir(project)
     yield project
+    _forget_modules_under(tmp_path)
+
+
+def _forget_modules_under(root: Path) -> None:
+    """Builds import the projects' callback packages; drop them so tests stay independent."""
+    root = root.resolve()
+    for name, module in list(sys.modules.items()):
+        places = [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or [])]
+        if any(place and Path(place).resolve().is_relative_to(root) for place in places):
+            del sys.modules[name]
 
 
 @pytest.fixture

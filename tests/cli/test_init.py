@@ -9,7 +9,6 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,17 +21,6 @@ from tests.utils.projects import write
 TEMPLATES = ("triage", "translate", "redaction", "blank")
 FORMATS = ("toml", "yaml")
 STATUS_LINE = re.compile(r"^\s+(created|kept|patched)\s+(\S+)", re.M)
-
-
-@pytest.fixture(autouse=True)
-def forget_project_modules(tmp_path: Path) -> Iterator[None]:
-    """Builds import the projects' callback packages; drop them so tests stay independent."""
-    yield
-    root = tmp_path.resolve()
-    for name, module in list(sys.modules.items()):
-        places = [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or [])]
-        if any(place and Path(place).resolve().is_relative_to(root) for place in places):
-            del sys.modules[name]
 
 
 def statuses(result: Result) -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,6 @@ GOOD_MODULE = '''\
 def on_log(ctx):
     return ctx
 '''
-
-
-@pytest.fixture(autouse=True)
-def forget_project_modules(tmp_path: Path) -> Iterator[None]:
-    """Builds import the projects' callback packages; drop them so tests stay independent."""
-    yield
-    root = tmp_path.resolve()
-    for name, module in list(sys.modules.items()):
-        places = [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or [])]
-        if any(place and Path(place).resolve().is_relative_to(root) for place in places):
-            del sys.modules[name]
 
 
 def config_with(**callbacks: str) -> str:

@@ -276,21 +276,20 @@ def test_missing_file_is_reported_at_the_path_key(project: Path, cli: CliRunner)
     assert "does not exist" in stderr
 
 
+BASE_IN_SUBFOLDER = """\
+[trainer]
+name = "base"
+model = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+[trainer.dataset]
+type = "file"
+path = "data/train.jsonl"
+"""
+
+
 def test_path_is_relative_to_the_config_that_names_it(project: Path, cli: CliRunner) -> None:
     """A path written in an extended file in a subfolder resolves from that subfolder."""
-    write(
-        project,
-        "configs/base.toml",
-        """\
-        [trainer]
-        name = "base"
-        model = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-        [trainer.dataset]
-        type = "file"
-        path = "data/train.jsonl"
-        """,
-    )
+    write(project, "configs/base.toml", BASE_IN_SUBFOLDER)
     write_jsonl(project, "configs/data/train.jsonl", [PROMPT_ROW] * 2)
     write_jsonl(project, "data/train.jsonl", [CHAT_ROW] * 3)
     config = 'extends = "configs/base.toml"\n\n[trainer]\nname = "demo"\nmax_steps = 10\n'
@@ -306,19 +305,7 @@ def test_missing_file_named_by_an_extended_config_is_located_there(
     project: Path, cli: CliRunner
 ) -> None:
     """When the path comes from an extended file, the error names that file's line."""
-    write(
-        project,
-        "configs/base.toml",
-        """\
-        [trainer]
-        name = "base"
-        model = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-        [trainer.dataset]
-        type = "file"
-        path = "data/train.jsonl"
-        """,
-    )
+    write(project, "configs/base.toml", BASE_IN_SUBFOLDER)
     write_jsonl(project, "data/train.jsonl", [CHAT_ROW] * 3)
     config = 'extends = "configs/base.toml"\n\n[trainer]\nname = "demo"\nmax_steps = 10\n'
     code, stderr, _ = build(cli, project, config)

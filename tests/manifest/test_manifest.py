@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,17 +83,6 @@ WIRE_KEYS = {
     "seed",
     "dryRun",
 }
-
-
-@pytest.fixture(autouse=True)
-def forget_project_modules(tmp_path: Path) -> Iterator[None]:
-    """Builds import the projects' callback packages; drop them so tests stay independent."""
-    yield
-    root = tmp_path.resolve()
-    for name, module in list(sys.modules.items()):
-        places = [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or [])]
-        if any(place and Path(place).resolve().is_relative_to(root) for place in places):
-            del sys.modules[name]
 
 
 def manifest_file(root: Path) -> Path:
