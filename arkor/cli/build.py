@@ -63,11 +63,8 @@ def _summary(result: BuildResult) -> None:
     if config.dry_run:
         steps += " (dry run)"
     callbacks = ", ".join(manifest.callbacks) or "none"
-    path = (
-        os.path.relpath(result.path)
-        if not os.path.relpath(result.path).startswith("..")
-        else result.path
-    )
+    relative = os.path.relpath(result.path)
+    path = result.path if relative.startswith("..") else relative
     verb = "Built" if result.changed else "Up to date:"
     echo(f"{style('✓', 'green')} {verb} {path}  {style(manifest.digest[:19], 'dim')}")
     for label, value in (
