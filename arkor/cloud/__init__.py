@@ -1,21 +1,41 @@
 """The client side of the Arkor cloud API, and the wire models both sides share."""
 
 from arkor.cloud._models import (
+    TERMINAL_EVENT_TYPES,
+    Artifact,
     BlobDatasetSource,
+    CheckpointSaved,
     DatasetSource,
     FileDatasetSource,
     HuggingfaceDatasetSource,
     JobConfig,
     JobCreate,
+    JobEvent,
+    TrainingCancelled,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingLog,
+    TrainingStarted,
     WireModel,
+    utc_now,
 )
 
 __all__ = [
+    "TERMINAL_EVENT_TYPES",
+    "Artifact",
     "BlobDatasetSource",
+    "CheckpointSaved",
     "DatasetSource",
     "FileDatasetSource",
     "HuggingfaceDatasetSource",
     "JobConfig",
     "JobCreate",
+    "JobEvent",
+    "TrainingCancelled",
+    "TrainingCompleted",
+    "TrainingFailed",
+    "TrainingLog",
+    "TrainingStarted",
     "WireModel",
+    "utc_now",
 ]

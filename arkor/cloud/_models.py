@@ -7,6 +7,7 @@ boundary through aliases: build with snake_case names, serialise with
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -92,3 +93,68 @@ class JobCreate(WireModel):
 
     name: str
     config: JobConfig
+
+
+def utc_now() -> str:
+    """An ISO-8601 UTC timestamp, as every wire timestamp is written."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Artifact(WireModel):
+    """A file a job produced, by its path relative to the job's artifact root."""
+
+    path: str
+    size: int
+    sha256: str | None = None
+
+
+class _Event(WireModel):
+    job_id: str
+    timestamp: str = Field(default_factory=utc_now)
+
+
+class TrainingStarted(_Event):
+    type: Literal["training.started"] = "training.started"
+    metadata: dict[str, Any] | None = None
+
+
+class TrainingLog(_Event):
+    type: Literal["training.log"] = "training.log"
+    step: int
+    loss: float | None = None
+    eval_loss: float | None = None
+    learning_rate: float | None = None
+    epoch: float | None = None
+    samples_per_second: float | None = None
+
+
+class CheckpointSaved(_Event):
+    type: Literal["checkpoint.saved"] = "checkpoint.saved"
+    step: int
+    artifacts: list[Artifact] | None = None
+
+
+class TrainingCompleted(_Event):
+    type: Literal["training.completed"] = "training.completed"
+    metrics: dict[str, Any] | None = None
+    artifacts: list[Artifact] | None = None
+
+
+class TrainingFailed(_Event):
+    type: Literal["training.failed"] = "training.failed"
+    error: str
+    step: int | None = None
+
+
+class TrainingCancelled(_Event):
+    type: Literal["training.cancelled"] = "training.cancelled"
+    step: int | None = None
+
+
+JobEvent = Annotated[
+    TrainingStarted | TrainingLog | CheckpointSaved | TrainingCompleted | TrainingFailed | TrainingCancelled,
+    Field(discriminator="type"),
+]
+"""One event of a job's stream (PROTOCOL.md), as the engine emits it and the plane stores it."""
+
+TERMINAL_EVENT_TYPES = frozenset({"training.completed", "training.failed", "training.cancelled"})

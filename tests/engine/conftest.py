@@ -1,0 +1,17 @@
+"""Engine fixtures: a tiny model built once per session, and toy datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch", reason="the engine tests need the local extra: pip install 'arkor[local]'")
+
+from tests.utils.tiny_model import build_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a tiny random Llama and a trained BPE tokenizer with a chat template."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
