@@ -32,8 +32,8 @@ def _forget_modules_under(root: Path) -> None:
     """Builds import the projects' callback packages; drop them so tests stay independent."""
     root = root.resolve()
     for name, module in list(sys.modules.items()):
-        places = [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or [])]
-        if any(place and Path(place).resolve().is_relative_to(root) for place in places):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and Path(file).resolve().is_relative_to(root):
             del sys.modules[name]
 
 

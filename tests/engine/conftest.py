@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch", reason="the engine tests need the local extra: pip install 'arkor[local]'")
+# No engine test may reach the HuggingFace Hub; set before any HF library reads it.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+pytest.importorskip(
+    "torch", reason="the engine tests need the local extra: pip install 'arkor[local]'"
+)
 
 from tests.utils.tiny_model import build_tiny_model  # noqa: E402
 

@@ -59,6 +59,7 @@ def build_tiny_model(folder: Path, *, vocab_size: int = 400, seed: int = 0) -> P
         num_key_value_heads=2,
         max_position_embeddings=512,
         tie_word_embeddings=True,
+        initializer_range=0.5,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

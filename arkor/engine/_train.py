@@ -1,0 +1,376 @@
+"""One LoRA fine-tuning run, read top to bottom: check, set up, train, save, clean up.
+
+The loop is transformers' ``Trainer`` (the field's own machinery: optimisers,
+schedulers, checkpoint and resume logic, evaluation) driven through one callback that
+turns its hooks into Arkor events and honours the stop signal at every step. Batches
+are grouped by length and padded per batch, so short chat rows don't pay for long ones.
+
+Every outcome is an event: ``training.started``, ``training.log`` every
+``logging_steps``, ``checkpoint.saved`` every ``save_steps``, then exactly one of
+``training.completed``, ``training.failed`` or ``training.cancelled``. :func:`train`
+never raises for a failed run; it reports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import transformers
+from transformers import (
+    DataCollatorForSeq2Seq,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from arkor.cloud import (
+    Artifact,
+    CheckpointSaved,
+    JobConfig,
+    TrainingCancelled,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingLog,
+    TrainingStarted,
+)
+from arkor.engine._data import PreparedData, prepare_data
+from arkor.engine._device import Placement, choose_placement
+from arkor.engine._models import (
+    check_4bit,
+    load_model,
+    load_tokenizer,
+    require_chat_template,
+    resolve_model,
+)
+from arkor.engine._run import ADAPTER_DIRNAME, CHECKPOINTS_DIRNAME, TrainingOutcome, TrainingRun
+from arkor.errors import ArkorError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+DRY_RUN_MAX_STEPS = 5
+
+
+def train(run: TrainingRun) -> TrainingOutcome:
+    """Run the job to its end and report every stage as an event (see the module docstring)."""
+    recipe = LoraRecipe(run)
+    try:
+        recipe.setup()
+        if run.stop.is_set():
+            return recipe.finish_cancelled()
+        recipe.train()
+        if run.stop.is_set():
+            return recipe.finish_cancelled()
+        return recipe.finish_completed()
+    except Exception as error:  # every failure becomes a training.failed event
+        return recipe.finish_failed(error)
+    finally:
+        recipe.cleanup()
+
+
+class LoraRecipe:
+    """The stages of one run, in the order :func:`train` calls them."""
+
+    def __init__(self, run: TrainingRun) -> None:
+        self.run = run
+        self.config = run.config
+        self.checkpoints_dir = run.output_dir / CHECKPOINTS_DIRNAME
+        self.adapter_dir = run.output_dir / ADAPTER_DIRNAME
+        self.trainer: Trainer | None = None
+        self.data: PreparedData | None = None
+        self.train_metrics: dict[str, Any] = {}
+
+    def setup(self) -> None:
+        """Reject impossible runs, then load the model, the data and the trainer, in that order."""
+        transformers.logging.set_verbosity_error()
+        placement = self.run.placement or choose_placement()
+        if self.config.load_in_4bit:
+            check_4bit(placement)
+        resolved = resolve_model(self.config.model)
+        tokenizer = load_tokenizer(resolved)
+        self.data = prepare_data(
+            self.config,
+            tokenizer,
+            dataset_file=self.run.dataset_file,
+            cache_dir=self.run.output_dir / "cache",
+        )
+        if self.data.format.get("type") == "chat":
+            require_chat_template(tokenizer, self.config.model)
+        set_seed(self.seed)
+        base = load_model(resolved, placement, load_in_4bit=bool(self.config.load_in_4bit))
+        model = self._with_lora(base)
+        self.trainer = self._build_trainer(model, tokenizer, placement)
+        self.run.sink.emit(
+            TrainingStarted(
+                job_id=self.run.job_id,
+                metadata={
+                    "model": self.config.model,
+                    "device": placement.device,
+                    "dtype": str(placement.dtype).removeprefix("torch."),
+                    "trainableParameters": sum(
+                        p.numel() for p in model.parameters() if p.requires_grad
+                    ),
+                    "trainRows": self.data.rows,
+                    "evalRows": len(self.data.eval or ()),
+                    "maxSteps": self.trainer.args.max_steps,
+                    "dryRun": bool(self.config.dry_run),
+                },
+            )
+        )
+
+    def train(self) -> None:
+        """Run the optimisation loop until the step budget, the data or the stop signal ends it."""
+        assert self.trainer is not None
+        resume_from = None
+        if self.run.resume and self.checkpoints_dir.is_dir():
+            resume_from = get_last_checkpoint(str(self.checkpoints_dir))
+        output = self.trainer.train(resume_from_checkpoint=resume_from)
+        self.train_metrics = dict(output.metrics)
+
+    def save_adapter(self) -> list[Artifact]:
+        """Write the final adapter in PEFT format with the tokenizer beside it."""
+        assert self.trainer is not None
+        self.trainer.model.save_pretrained(self.adapter_dir)
+        processing_class = self.trainer.processing_class
+        if processing_class is not None:
+            processing_class.save_pretrained(self.adapter_dir)
+        return artifacts_under(self.adapter_dir, self.run.output_dir)
+
+    def finish_completed(self) -> TrainingOutcome:
+        artifacts = self.save_adapter()
+        step = self.step
+        metrics = {
+            "step": step,
+            "trainLoss": self.train_metrics.get("train_loss"),
+            "trainRuntime": self.train_metrics.get("train_runtime"),
+            "trainSamplesPerSecond": self.train_metrics.get("train_samples_per_second"),
+            "tokensSeen": self._tokens_seen(),
+            "evalLoss": self._last_eval_loss(),
+        }
+        metrics = {key: value for key, value in metrics.items() if value is not None}
+        self.run.sink.emit(
+            TrainingCompleted(job_id=self.run.job_id, metrics=metrics, artifacts=artifacts)
+        )
+        return TrainingOutcome("completed", step, metrics, self.adapter_dir)
+
+    def finish_cancelled(self) -> TrainingOutcome:
+        step = self.step
+        self.run.sink.emit(TrainingCancelled(job_id=self.run.job_id, step=step))
+        return TrainingOutcome("cancelled", step, {"step": step}, None)
+
+    def finish_failed(self, error: Exception) -> TrainingOutcome:
+        message = (
+            str(error) if isinstance(error, ArkorError) else f"{type(error).__name__}: {error}"
+        )
+        step = self.step
+        self.run.sink.emit(TrainingFailed(job_id=self.run.job_id, error=message, step=step or None))
+        return TrainingOutcome("failed", step, {"step": step}, None, message)
+
+    def cleanup(self) -> None:
+        """Free the model and, on a GPU, its memory; the files stay."""
+        self.trainer = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed if self.config.seed is not None else 42
+
+    @property
+    def step(self) -> int:
+        return self.trainer.state.global_step if self.trainer is not None else 0
+
+    def _with_lora(self, base: PreTrainedModel) -> PreTrainedModel:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        if self.config.load_in_4bit:
+            base = prepare_model_for_kbit_training(base)
+        lora = LoraConfig(
+            r=self.config.lora_r or 16,
+            lora_alpha=self.config.lora_alpha or 16,
+            lora_dropout=self.config.lora_dropout or 0.0,
+            target_modules=self.config.lora_target_modules or "all-linear",
+            task_type="CAUSAL_LM",
+        )
+        return get_peft_model(base, lora)  # type: ignore[return-value]
+
+    def _build_trainer(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, placement: Placement
+    ) -> Trainer:
+        assert self.data is not None
+        callback = _EventsCallback(self.run, self.config.batch_size or 4)
+        trainer = Trainer(
+            model=model,
+            args=self._training_arguments(placement, has_eval=bool(self.data.eval)),
+            train_dataset=_Examples(self.data.train),  # type: ignore[arg-type]
+            eval_dataset=_Examples(self.data.eval) if self.data.eval else None,  # type: ignore[arg-type]
+            data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+            processing_class=tokenizer,
+            callbacks=[callback],
+        )
+        callback.trainer = trainer
+        _remove_console_callbacks(trainer)
+        return trainer
+
+    def _training_arguments(self, placement: Placement, *, has_eval: bool) -> TrainingArguments:
+        config = self.config
+        max_steps = config.max_steps if config.max_steps is not None else -1
+        save_steps = config.save_steps or 100
+        logging_steps = config.logging_steps or 10
+        if config.dry_run:
+            max_steps = min(max_steps if max_steps > 0 else DRY_RUN_MAX_STEPS, DRY_RUN_MAX_STEPS)
+            save_steps = min(save_steps, max_steps)
+            logging_steps = 1
+        eval_steps = config.eval_steps or save_steps
+        return TrainingArguments(
+            output_dir=str(self.checkpoints_dir),
+            max_steps=max_steps,
+            num_train_epochs=config.num_train_epochs or 1.0,
+            per_device_train_batch_size=config.batch_size or 4,
+            per_device_eval_batch_size=config.batch_size or 4,
+            learning_rate=config.learning_rate or 2e-4,
+            optim=config.optim or "adamw_torch",
+            lr_scheduler_type=config.lr_scheduler_type or "linear",
+            weight_decay=config.weight_decay or 0.0,
+            warmup_steps=config.warmup_steps or 0,
+            logging_steps=logging_steps,
+            save_strategy="steps",
+            save_steps=save_steps,
+            eval_strategy="steps" if has_eval else "no",
+            eval_steps=eval_steps if has_eval else None,
+            seed=self.seed,
+            data_seed=self.seed,
+            report_to="none",
+            disable_tqdm=True,
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+            use_cpu=not placement.on_gpu,
+            bf16=placement.dtype == torch.bfloat16,
+            fp16=placement.dtype == torch.float16,
+            **_length_grouping_options(),
+        )
+
+    def _tokens_seen(self) -> int | None:
+        if self.trainer is None:
+            return None
+        seen = getattr(self.trainer.state, "num_input_tokens_seen", None)
+        return int(seen) if seen else None
+
+    def _last_eval_loss(self) -> float | None:
+        if self.trainer is None:
+            return None
+        for entry in reversed(self.trainer.state.log_history):
+            if "eval_loss" in entry:
+                return float(entry["eval_loss"])
+        return None
+
+
+class _Examples:
+    """The tokenized examples as the map-style dataset the Trainer's sampler expects."""
+
+    def __init__(self, examples: list[Any]) -> None:
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        example = self.examples[index]
+        return {"input_ids": example.input_ids, "labels": example.labels}
+
+
+def _length_grouping_options() -> dict[str, Any]:
+    """Batch rows of similar length and count real tokens, in whichever spelling this transformers has."""
+    fields = {item.name: item for item in dataclasses.fields(TrainingArguments)}
+    options: dict[str, Any] = {}
+    if "train_sampling_strategy" in fields:  # transformers 5
+        options["train_sampling_strategy"] = "group_by_length"
+    else:
+        options["group_by_length"] = True
+    tokens_seen = fields.get("include_num_input_tokens_seen")
+    if tokens_seen is not None:
+        options["include_num_input_tokens_seen"] = (
+            "non_padding" if isinstance(tokens_seen.default, str) else True
+        )
+    return options
+
+
+def _remove_console_callbacks(trainer: Trainer) -> None:
+    """Events are the run's output; the Trainer's own printing would only duplicate them."""
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+
+def artifacts_under(folder: Path, root: Path) -> list[Artifact]:
+    """Every file under ``folder``, by its path relative to ``root``, with its size."""
+    return [
+        Artifact(path=path.relative_to(root).as_posix(), size=path.stat().st_size)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    ]
+
+
+class _EventsCallback(TrainerCallback):  # type: ignore[misc]
+    """Turns Trainer hooks into Arkor events and stops at the first step end after a cancel."""
+
+    def __init__(self, run: TrainingRun, batch_size: int) -> None:
+        self.run = run
+        self.batch_size = batch_size
+        self.trainer: Trainer | None = None
+        self._window_start = time.perf_counter()
+        self._window_step = 0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._window_start = time.perf_counter()
+        self._window_step = state.global_step
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self.run.stop.is_set():
+            control.should_training_stop = True
+            control.should_save = False
+            control.should_evaluate = False
+        return control
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        logs = logs or {}
+        if "loss" not in logs and "eval_loss" not in logs:
+            return  # the end-of-training summary; training.completed carries it
+        now = time.perf_counter()
+        steps = state.global_step - self._window_step
+        rate = (
+            steps * self.batch_size / (now - self._window_start)
+            if steps and now > self._window_start
+            else None
+        )
+        if "loss" in logs:
+            self._window_start, self._window_step = now, state.global_step
+        self.run.sink.emit(
+            TrainingLog(
+                job_id=self.run.job_id,
+                step=state.global_step,
+                loss=logs.get("loss"),
+                eval_loss=logs.get("eval_loss"),
+                learning_rate=logs.get("learning_rate"),
+                epoch=logs.get("epoch"),
+                samples_per_second=round(rate, 3) if rate is not None and "loss" in logs else None,
+            )
+        )
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        self.run.sink.emit(
+            CheckpointSaved(
+                job_id=self.run.job_id,
+                step=state.global_step,
+                artifacts=artifacts_under(folder, self.run.output_dir) if folder.is_dir() else None,
+            )
+        )
