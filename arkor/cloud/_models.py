@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 from pydantic.alias_generators import to_camel
 
 
@@ -158,3 +158,109 @@ JobEvent = Annotated[
 """One event of a job's stream (PROTOCOL.md), as the engine emits it and the plane stores it."""
 
 TERMINAL_EVENT_TYPES = frozenset({"training.completed", "training.failed", "training.cancelled"})
+
+
+class ChatMessage(WireModel):
+    """One turn of a conversation, as the chat template receives it."""
+
+    role: str
+    content: str
+
+
+class AdapterRef(WireModel):
+    """Which trained adapter answers: a job's final adapter, or one of its checkpoints."""
+
+    kind: Literal["final", "checkpoint"]
+    job_id: str
+    step: int | None = None
+
+
+class InferenceRequest(WireModel):
+    """The body of ``POST /v1/inference/chat``; without ``adapter`` the base model answers.
+
+    ``tools``, ``tool_choice``, ``response_format`` and ``structured_outputs`` are accepted
+    so OpenAI-style callers are not rejected; generation does not act on them yet.
+    """
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    adapter: AdapterRef | None = None
+    base_model: str | None = None
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = True
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    structured_outputs: dict[str, Any] | None = None
+
+
+class OpenAIModel(BaseModel):
+    """Base of the OpenAI response shapes, whose wire names are snake_case as written."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object OpenAI clients expect: absent values are sent as ``null``."""
+        return self.model_dump(mode="json")
+
+
+FinishReason = Literal["stop", "length"]
+
+
+class CompletionUsage(OpenAIModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionMessage(OpenAIModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatCompletionChoice(OpenAIModel):
+    index: int = 0
+    message: ChatCompletionMessage
+    finish_reason: FinishReason
+    logprobs: None = None
+
+
+class ChatCompletion(OpenAIModel):
+    """A whole answer: the body of a ``stream: false`` inference response."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatCompletionChoice]
+    usage: CompletionUsage
+
+
+class ChoiceDelta(OpenAIModel):
+    """What one chunk adds; fields it does not carry are left out, as OpenAI sends them."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class ChatCompletionChunkChoice(OpenAIModel):
+    index: int = 0
+    delta: ChoiceDelta
+    finish_reason: FinishReason | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(OpenAIModel):
+    """One server-sent event of a streamed answer; the last one carries ``usage``."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatCompletionChunkChoice]
+    usage: CompletionUsage | None = None

@@ -33,7 +33,6 @@ from transformers.trainer_utils import get_last_checkpoint
 from arkor.cloud import (
     Artifact,
     CheckpointSaved,
-    JobConfig,
     TrainingCancelled,
     TrainingCompleted,
     TrainingFailed,

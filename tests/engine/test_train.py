@@ -248,7 +248,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model: Path, tmp_path: P
     sink = ListSink()
     second = train(TrainingRun("j", config, tmp_path / "job", sink, dataset_file=data, resume=True))
     assert second.status == "completed", second.error
-    assert [event.step for event in logs(sink)][0] == 5, "picks up after checkpoint-4"
+    assert next(event.step for event in logs(sink)) == 5, "picks up after checkpoint-4"
 
 
 @pytest.mark.parametrize(
