@@ -30,10 +30,10 @@ def isolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 def _forget_modules_under(root: Path) -> None:
     """Builds import the projects' callback packages; drop them so tests stay independent."""
-    root = root.resolve()
+    prefixes = (str(root), str(root.resolve()))
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if isinstance(file, str) and Path(file).resolve().is_relative_to(root):
+        if isinstance(file, str) and file.startswith(prefixes):
             del sys.modules[name]
 
 

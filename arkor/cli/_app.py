@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from arkor.cli import build, init, schema, validate
+from arkor.cli import build, init, models, schema, validate
 
 app = typer.Typer(
     name="arkor",
@@ -32,3 +32,4 @@ app.command("init")(init.init)
 app.command("validate")(validate.validate)
 app.command("build")(build.build)
 app.command("schema")(schema.schema)
+app.add_typer(models.app, name="models")

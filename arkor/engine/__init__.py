@@ -1,30 +1,55 @@
 """The engine: model loading, data, LoRA training and generation with transformers + peft.
 
 Only this room imports torch, transformers, peft and datasets, and only when a function
-that needs them runs, so importing ``arkor.engine`` is cheap and works without the
-``local`` extra until training or inference is asked for.
+that needs them runs. Names load lazily, so ``arkor models list`` (which needs only the
+model store) pays for nothing else.
 """
 
-from arkor.engine._deps import LOCAL_EXTRA_HINT, MissingExtraError, require_local
-from arkor.engine._events import EventSink, JsonlSink, ListSink
-from arkor.engine._run import (
-    ADAPTER_DIRNAME,
-    CHECKPOINTS_DIRNAME,
-    TrainingOutcome,
-    TrainingRun,
-    train,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ADAPTER_DIRNAME",
-    "CHECKPOINTS_DIRNAME",
-    "LOCAL_EXTRA_HINT",
-    "EventSink",
-    "JsonlSink",
-    "ListSink",
-    "MissingExtraError",
-    "TrainingOutcome",
-    "TrainingRun",
-    "require_local",
-    "train",
-]
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from arkor.engine._deps import LOCAL_EXTRA_HINT, MissingExtraError, require_local
+    from arkor.engine._events import EventSink, JsonlSink, ListSink
+    from arkor.engine._infer import EngineStats, GenerationRequest, InferenceEngine, InferenceError
+    from arkor.engine._run import ADAPTER_DIRNAME, CHECKPOINTS_DIRNAME, TrainingOutcome, TrainingRun, train
+    from arkor.engine._store import ModelStore, ModelStoreError, StoredModel
+
+_LAZY = {
+    "LOCAL_EXTRA_HINT": "arkor.engine._deps",
+    "MissingExtraError": "arkor.engine._deps",
+    "require_local": "arkor.engine._deps",
+    "EventSink": "arkor.engine._events",
+    "JsonlSink": "arkor.engine._events",
+    "ListSink": "arkor.engine._events",
+    "EngineStats": "arkor.engine._infer",
+    "GenerationRequest": "arkor.engine._infer",
+    "InferenceEngine": "arkor.engine._infer",
+    "InferenceError": "arkor.engine._infer",
+    "ADAPTER_DIRNAME": "arkor.engine._run",
+    "CHECKPOINTS_DIRNAME": "arkor.engine._run",
+    "TrainingOutcome": "arkor.engine._run",
+    "TrainingRun": "arkor.engine._run",
+    "train": "arkor.engine._run",
+    "ModelStore": "arkor.engine._store",
+    "ModelStoreError": "arkor.engine._store",
+    "StoredModel": "arkor.engine._store",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'arkor.engine' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

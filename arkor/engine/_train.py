@@ -83,12 +83,14 @@ class LoraRecipe:
         self.checkpoints_dir = run.output_dir / CHECKPOINTS_DIRNAME
         self.adapter_dir = run.output_dir / ADAPTER_DIRNAME
         self.trainer: Trainer | None = None
+        self.model: PreTrainedModel | None = None
+        self.tokenizer: PreTrainedTokenizerBase | None = None
         self.data: PreparedData | None = None
         self.train_metrics: dict[str, Any] = {}
 
     def setup(self) -> None:
         """Reject impossible runs, then load the model, the data and the trainer, in that order."""
-        transformers.logging.set_verbosity_error()
+        transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         placement = self.run.placement or choose_placement()
         if self.config.load_in_4bit:
             check_4bit(placement)
@@ -104,7 +106,8 @@ class LoraRecipe:
             require_chat_template(tokenizer, self.config.model)
         set_seed(self.seed)
         base = load_model(resolved, placement, load_in_4bit=bool(self.config.load_in_4bit))
-        model = self._with_lora(base)
+        model = self.model = self._with_lora(base)
+        self.tokenizer = tokenizer
         self.trainer = self._build_trainer(model, tokenizer, placement)
         self.run.sink.emit(
             TrainingStarted(
@@ -129,17 +132,16 @@ class LoraRecipe:
         assert self.trainer is not None
         resume_from = None
         if self.run.resume and self.checkpoints_dir.is_dir():
-            resume_from = get_last_checkpoint(str(self.checkpoints_dir))
+            resume_from = get_last_checkpoint(str(self.checkpoints_dir))  # type: ignore[no-untyped-call]
         output = self.trainer.train(resume_from_checkpoint=resume_from)
         self.train_metrics = dict(output.metrics)
 
     def save_adapter(self) -> list[Artifact]:
         """Write the final adapter in PEFT format with the tokenizer beside it."""
-        assert self.trainer is not None
-        self.trainer.model.save_pretrained(self.adapter_dir)
-        processing_class = self.trainer.processing_class
-        if processing_class is not None:
-            processing_class.save_pretrained(self.adapter_dir)
+        assert self.trainer is not None and self.model is not None
+        self.model.save_pretrained(self.adapter_dir)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(self.adapter_dir)
         return artifacts_under(self.adapter_dir, self.run.output_dir)
 
     def finish_completed(self) -> TrainingOutcome:
@@ -175,6 +177,7 @@ class LoraRecipe:
     def cleanup(self) -> None:
         """Free the model and, on a GPU, its memory; the files stay."""
         self.trainer = None
+        self.model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -190,7 +193,7 @@ class LoraRecipe:
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
         if self.config.load_in_4bit:
-            base = prepare_model_for_kbit_training(base)
+            base = prepare_model_for_kbit_training(base)  # type: ignore[no-untyped-call]
         lora = LoraConfig(
             r=self.config.lora_r or 16,
             lora_alpha=self.config.lora_alpha or 16,
@@ -208,8 +211,8 @@ class LoraRecipe:
         trainer = Trainer(
             model=model,
             args=self._training_arguments(placement, has_eval=bool(self.data.eval)),
-            train_dataset=_Examples(self.data.train),  # type: ignore[arg-type]
-            eval_dataset=_Examples(self.data.eval) if self.data.eval else None,  # type: ignore[arg-type]
+            train_dataset=_Examples(self.data.train),
+            eval_dataset=_Examples(self.data.eval) if self.data.eval else None,
             data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
             processing_class=tokenizer,
             callbacks=[callback],
@@ -316,7 +319,7 @@ def artifacts_under(folder: Path, root: Path) -> list[Artifact]:
     ]
 
 
-class _EventsCallback(TrainerCallback):  # type: ignore[misc]
+class _EventsCallback(TrainerCallback):
     """Turns Trainer hooks into Arkor events and stops at the first step end after a cancel."""
 
     def __init__(self, run: TrainingRun, batch_size: int) -> None:

@@ -1,0 +1,641 @@
+"""The data stage: turn a job's dataset into tokenized, label-masked training examples.
+
+Rows come from the HuggingFace Hub (``datasets.load_dataset``: a Hub id and a local
+dataset folder take the same path), from a URL (streamed to the cache with httpx), or
+from a local file. Files are read with the standard library through
+:mod:`arkor._formats`, the reader and row checks ``arkor build`` used, so a file that
+built reads the same way here (Parquet through pyarrow).
+
+Rows are rendered with the tokenizer's chat template and tokenized in batches. With
+``train_on_responses_only`` the labels keep only the assistant turns: each turn is
+located as a span of characters in the rendered text, and the tokenizer's offsets map
+the spans onto tokens, so no template-specific markers are needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import random
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from arkor._formats import (
+    FILE_SUFFIXES,
+    FormatError,
+    check_row,
+    detect_mapping,
+    iter_file_rows,
+    messages_in,
+    object_problem,
+    resolve_mapping,
+)
+from arkor.cloud import (
+    BlobDatasetSource,
+    DatasetSource,
+    FileDatasetSource,
+    HuggingfaceDatasetSource,
+    JobConfig,
+)
+from arkor.errors import ArkorError
+
+if TYPE_CHECKING:
+    import datasets  # type: ignore[import-untyped]
+    import httpx
+    from transformers import PreTrainedTokenizerBase
+
+IGNORE_INDEX = -100
+"""The label of a token the loss skips (the prompt, when training on responses only)."""
+DEFAULT_MAX_LENGTH = 1024
+DEFAULT_SEED = 42
+DRY_RUN_TRAIN_ROWS = 32
+DRY_RUN_EVAL_ROWS = 8
+_BATCH_ROWS = 512
+_DOWNLOAD_TIMEOUT_S = 60.0
+_CONTENT_TYPES = {
+    "application/jsonl": "jsonl",
+    "application/jsonlines": "jsonl",
+    "application/x-jsonlines": "jsonl",
+    "application/x-ndjson": "jsonl",
+    "application/ndjson": "jsonl",
+    "application/json": "json",
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "application/vnd.apache.parquet": "parquet",
+    "application/x-parquet": "parquet",
+    "application/parquet": "parquet",
+}
+"""Response content type → file type, for URLs whose path has no known extension."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One tokenized row. ``labels`` is ``IGNORE_INDEX`` where the loss skips a token."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """What the trainer gets: examples as plain lists, padded per batch later."""
+
+    train: list[Example]
+    eval: list[Example] | None
+    format: dict[str, str]
+    """The resolved column mapping, e.g. ``{"type": "chat", "messages": "messages"}``."""
+    rows: int
+    """Training rows used, after the eval hold-out and the dry-run cap."""
+    truncated: int
+    """Examples (train and eval) cut at ``max_length``."""
+    dropped: int = 0
+    """Examples (train and eval) left out because truncation removed every trainable token."""
+
+
+class DataError(ArkorError):
+    """The dataset cannot be loaded or used; the message names the row and what is wrong."""
+
+
+def load_rows(
+    source: DatasetSource,
+    *,
+    dataset_file: Path | None,
+    cache_dir: Path,
+    split: str | None = None,
+) -> datasets.Dataset:
+    """The rows of ``source`` as a ``datasets.Dataset``.
+
+    ``split`` picks a split of a Hub dataset (default: the source's own, else ``train``);
+    files and URLs hold one table, so they have none. ``dataset_file`` is the local copy
+    of a ``file`` source. Downloads and the datasets cache stay under ``cache_dir``.
+    """
+    if isinstance(source, HuggingfaceDatasetSource):
+        return _load_hub(source, split or _train_split(source), cache_dir)
+    if split is not None:
+        raise _named_split_error(split, source)
+    where = _describe(source, dataset_file)
+    if isinstance(source, BlobDatasetSource):
+        path, file_format = _download(source, cache_dir, where)
+    else:
+        path, file_format = _local_file(source, dataset_file, where)
+    return _read_file(path, file_format, where)
+
+
+def prepare_data(
+    config: JobConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    dataset_file: Path | None,
+    cache_dir: Path,
+) -> PreparedData:
+    """Load, check, split, render, tokenize and mask the job's rows (see the module docstring)."""
+    source = config.dataset_source
+    split = config.dataset_split
+    if isinstance(split, str) and not isinstance(source, HuggingfaceDatasetSource):
+        raise _named_split_error(split, source)
+    if isinstance(split, float) and not 0 < split < 1:
+        raise DataError(
+            f"dataset_split = {split} cannot be used: a fraction of rows to hold out for "
+            "evaluation must be between 0 and 1 (e.g. 0.1)."
+        )
+    try:
+        wanted = resolve_mapping(config.dataset_format)
+    except FormatError as error:
+        raise DataError(f"The job's dataset_format cannot be used: {error.message}") from None
+
+    where = _describe(source, dataset_file)
+    dataset = load_rows(source, dataset_file=dataset_file, cache_dir=cache_dir)
+    _require_rows(dataset, where)
+    try:
+        mapping = wanted or detect_mapping(dataset[0])
+    except FormatError as error:
+        raise DataError(f"Cannot use {where}: {error.message}") from None
+    _check_columns(dataset, mapping, where)
+
+    seed = config.seed if config.seed is not None else DEFAULT_SEED
+    train_rows: Sequence[int] = range(len(dataset))
+    held_out: tuple[datasets.Dataset, Sequence[int], str] | None = None
+    if isinstance(split, float):
+        train_rows, eval_rows = _hold_out(len(dataset), split, seed, where)
+        held_out = (dataset, eval_rows, where)
+    elif isinstance(split, str):
+        eval_dataset = load_rows(
+            source, dataset_file=dataset_file, cache_dir=cache_dir, split=split
+        )
+        eval_where = _describe(source, dataset_file, split)
+        _require_rows(eval_dataset, eval_where)
+        _check_columns(eval_dataset, mapping, eval_where)
+        held_out = (eval_dataset, range(len(eval_dataset)), eval_where)
+    if config.dry_run:
+        train_rows = train_rows[:DRY_RUN_TRAIN_ROWS]
+        if held_out is not None:
+            held_out = (held_out[0], held_out[1][:DRY_RUN_EVAL_ROWS], held_out[2])
+
+    encoder = _Encoder(
+        tokenizer,
+        mapping,
+        max_length=config.max_length or DEFAULT_MAX_LENGTH,
+        responses_only=config.train_on_responses_only is not False,
+    )
+    train = encoder.encode(dataset, train_rows, where)
+    evaluation = encoder.encode(*held_out) if held_out is not None else None
+    for examples, name in ((train, "training"), (evaluation, "evaluation")):
+        if examples == []:
+            raise DataError(
+                f"No {name} row has a token left to learn from after truncating to max_length = "
+                f"{encoder.max_length}: the prompts fill the whole length, or the rows have no "
+                "assistant turns. Raise max_length, or shorten the prompts."
+            )
+    return PreparedData(
+        train=train,
+        eval=evaluation,
+        format=mapping,
+        rows=len(train_rows),
+        truncated=encoder.truncated,
+        dropped=encoder.dropped,
+    )
+
+
+# Sources
+
+
+def _train_split(source: HuggingfaceDatasetSource) -> str:
+    return source.split or "train"
+
+
+def _describe(source: DatasetSource, dataset_file: Path | None, split: str | None = None) -> str:
+    """How messages name the dataset: the user's own name for it, never a secret."""
+    if isinstance(source, HuggingfaceDatasetSource):
+        return f"the HuggingFace dataset `{source.name}` (split `{split or _train_split(source)}`)"
+    if isinstance(source, BlobDatasetSource):
+        return f"the dataset at {_public_url(source.url)}"
+    name = source.path or (dataset_file.name if dataset_file is not None else source.upload_id)
+    return f"the dataset file `{name}`"
+
+
+def _public_url(url: str) -> str:
+    """The URL without its query, fragment and user info, which may carry signatures."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def _named_split_error(split: str, source: DatasetSource) -> DataError:
+    return DataError(
+        f'dataset_split = "{split}" names a split, but only HuggingFace datasets have named '
+        f"splits and this dataset is a {source.type} source. Hold out a fraction of its rows "
+        "instead (e.g. dataset_split = 0.1), or leave dataset_split unset."
+    )
+
+
+def _load_hub(source: HuggingfaceDatasetSource, split: str, cache_dir: Path) -> datasets.Dataset:
+    import datasets
+
+    try:
+        return datasets.load_dataset(
+            source.name, source.subset, split=split, cache_dir=str(cache_dir / "datasets")
+        )
+    except Exception as error:  # the loader runs a dataset's own code; any failure is the data's
+        raise DataError(
+            f"Cannot load {_describe(source, None, split)}: {_one_line(error)} Check the name, "
+            "subset and split, and that this machine can reach the HuggingFace Hub (or has the "
+            "dataset cached)."
+        ) from error
+
+
+def _download(source: BlobDatasetSource, cache_dir: Path, where: str) -> tuple[Path, str]:
+    """Stream the URL to ``cache_dir/blobs``, named by a hash of the URL, replaced atomically."""
+    import httpx
+
+    folder = cache_dir / "blobs"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = hashlib.sha256(source.url.encode("utf-8")).hexdigest()[:32]
+    headers = {"Authorization": f"Bearer {source.token}"} if source.token else {}
+    try:
+        with httpx.stream(
+            "GET",
+            source.url,
+            headers=headers,
+            follow_redirects=True,
+            timeout=_DOWNLOAD_TIMEOUT_S,
+        ) as response:
+            _check_response(response, source, where)
+            file_format = _suffix_format(urlsplit(source.url).path) or _CONTENT_TYPES.get(
+                response.headers.get("content-type", "").partition(";")[0].strip().lower()
+            )
+            if file_format is None:
+                raise DataError(
+                    f"Cannot tell what kind of file {where} is: its URL has no .jsonl, .ndjson, "
+                    ".json, .csv or .parquet extension, and the server sent it as "
+                    f"`{response.headers.get('content-type', 'no content type')}`. End the URL's "
+                    "path with the extension, or serve it with a JSON Lines, JSON, CSV or "
+                    "Parquet content type."
+                )
+            target = folder / f"{stem}.{file_format}"
+            descriptor, name = tempfile.mkstemp(
+                dir=folder, prefix=f".{target.name}.", suffix=".part"
+            )
+            partial = Path(name)
+            try:
+                with os.fdopen(descriptor, "wb") as handle:
+                    for chunk in response.iter_bytes():
+                        handle.write(chunk)
+                partial.replace(target)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+    except httpx.HTTPError as error:
+        raise DataError(
+            f"Cannot download {where}: {_one_line(error)} Check the URL and that this machine "
+            "can reach it."
+        ) from error
+    return target, file_format
+
+
+def _check_response(response: httpx.Response, source: BlobDatasetSource, where: str) -> None:
+    status = response.status_code
+    if status in (401, 403):
+        if source.token:
+            raise DataError(
+                f"The server refused the token sent for {where} (HTTP {status}). Check that the "
+                "environment variable the dataset's `token` names holds a valid token for this URL."
+            )
+        raise DataError(
+            f"The server refused to send {where} without credentials (HTTP {status}). Give the "
+            'dataset a token: `token = "${env:NAME}"`, with the token in that environment variable.'
+        )
+    if status == 404:
+        raise DataError(f"Nothing was found at {where} (HTTP 404). Check the URL.")
+    if status >= 400:
+        raise DataError(
+            f"Downloading {where} failed: the server answered HTTP {status} "
+            f"{response.reason_phrase}. Check the URL, or try again later."
+        )
+
+
+def _local_file(
+    source: FileDatasetSource, dataset_file: Path | None, where: str
+) -> tuple[Path, str]:
+    if dataset_file is None or not dataset_file.is_file():
+        missing = (
+            "no copy of it was given" if dataset_file is None else f"{dataset_file} is missing"
+        )
+        raise DataError(
+            f"Cannot read {where}: {missing}. Upload the file again (run `arkor start` again)."
+        )
+    file_format = _suffix_format(dataset_file.name) or _suffix_format(source.path or "")
+    if file_format is None:
+        raise DataError(
+            f"Cannot tell what kind of file {where} is: name it .jsonl, .ndjson, .json, .csv "
+            "or .parquet."
+        )
+    return dataset_file, file_format
+
+
+def _suffix_format(name: str) -> str | None:
+    return FILE_SUFFIXES.get(Path(name).suffix.lower())
+
+
+def _read_file(path: Path, file_format: str, where: str) -> datasets.Dataset:
+    """Read a file into a Dataset; columns whose rows disagree on a type are kept as JSON."""
+    import datasets
+
+    if file_format == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return datasets.Dataset(pq.read_table(path))
+        except (OSError, ValueError) as error:
+            raise DataError(
+                f"Cannot read {where}: it is not a readable Parquet file ({_one_line(error)})"
+            ) from None
+    rows: list[dict[str, Any]] = []
+    try:
+        for number, (_, row) in enumerate(iter_file_rows(path, file_format), start=1):
+            if problem := object_problem(row):
+                raise DataError(_row_message(number, where, problem))
+            rows.append(row)
+    except FormatError as error:
+        at = f" (line {error.line})" if error.line is not None else ""
+        raise DataError(f"Cannot read {where}{at}: {error.message}") from None
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    try:
+        return datasets.Dataset.from_dict(
+            {column: [row.get(column) for row in rows] for column in columns},
+            on_mixed_types="use_json",
+        )
+    except (ValueError, TypeError, OverflowError) as error:
+        raise DataError(
+            f"Cannot read {where}: its columns do not form a table ({_one_line(error)})"
+        ) from None
+
+
+# Rows
+
+
+def _require_rows(dataset: datasets.Dataset, where: str) -> None:
+    if len(dataset) == 0:
+        raise DataError(f"There are no rows in {where}: it needs at least one row to train on.")
+
+
+def _check_columns(dataset: datasets.Dataset, mapping: Mapping[str, str], where: str) -> None:
+    """Name a mapped column the data lacks once, rather than failing on every row."""
+    present: list[str] = list(dataset.column_names)
+    kind = mapping["type"]
+    for key, column in mapping.items():
+        if key != "type" and column not in present:
+            raise DataError(
+                f"{where[0].upper()}{where[1:]} has no `{column}` column, which the {kind} "
+                f"format reads its {key} from (its columns: "
+                f"{', '.join(f'`{name}`' for name in present)}). Name the right column in "
+                f'dataset_format, e.g. `{{ type = "{kind}", {key} = "<column>" }}`.'
+            )
+
+
+def _hold_out(count: int, fraction: float, seed: int, where: str) -> tuple[list[int], list[int]]:
+    """Split row indices into (train, eval), the same way for the same seed."""
+    if count < 2:
+        raise DataError(
+            f"dataset_split = {fraction} holds out rows for evaluation, but {where} has only one "
+            "row, which training needs. Add rows, or leave dataset_split unset."
+        )
+    size = min(math.ceil(count * fraction), count - 1)
+    held = set(random.Random(seed).sample(range(count), size))
+    return [i for i in range(count) if i not in held], sorted(held)
+
+
+def _row_message(number: int, where: str, problem: str) -> str:
+    return f"Row {number} of {where} cannot be used: {problem}"
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message as one sentence, for a one-paragraph error."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+# Rendering, tokenizing, masking
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    text: str
+    spans: list[tuple[int, int]]
+    """Character spans of ``text`` whose tokens keep their labels (when masking)."""
+
+
+class _Encoder:
+    """Renders rows, tokenizes them in batches and masks the labels, counting truncation."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        mapping: dict[str, str],
+        *,
+        max_length: int,
+        responses_only: bool,
+    ) -> None:
+        kind = mapping["type"]
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        if kind == "chat" and not has_template:
+            raise DataError(
+                "The rows are chat conversations, but the model's tokenizer has no chat template "
+                "to render them with. Use an instruct (chat) model, or rows in the "
+                "prompt_completion or text format."
+            )
+        self.tokenizer = tokenizer
+        self.mapping = mapping
+        self.max_length = max_length
+        self.templated = kind == "chat" or (kind == "prompt_completion" and has_template)
+        """Rendered by the chat template, which writes the special tokens itself."""
+        self.masked = responses_only and kind != "text"
+        if self.masked and not tokenizer.is_fast:
+            raise DataError(
+                "train_on_responses_only needs a fast tokenizer (one that reports character "
+                "offsets), and this model's tokenizer is not one. Set "
+                "train_on_responses_only = false to train on whole rows."
+            )
+        eos = tokenizer.eos_token_id
+        self.eos_id = eos if isinstance(eos, int) and not self.templated else None
+        """Appended to rows that no template ends, so the model learns where to stop."""
+        self.truncated = 0
+        self.dropped = 0
+
+    def encode(
+        self, dataset: datasets.Dataset, indices: Sequence[int], where: str
+    ) -> list[Example]:
+        examples: list[Example] = []
+        for start in range(0, len(indices), _BATCH_ROWS):
+            chosen = list(indices[start : start + _BATCH_ROWS])
+            columns: dict[str, list[Any]] = dataset[chosen]
+            rows = [
+                dict(zip(columns, values, strict=True))
+                for values in zip(*columns.values(), strict=True)
+            ]
+            rendered = [
+                self._render(row, index + 1, where) for index, row in zip(chosen, rows, strict=True)
+            ]
+            encoded = self.tokenizer(
+                [item.text for item in rendered],
+                add_special_tokens=not self.templated,
+                return_offsets_mapping=self.masked,
+                return_attention_mask=False,
+            )
+            for position, item in enumerate(rendered):
+                example = self._example(
+                    list(encoded["input_ids"][position]),
+                    encoded["offset_mapping"][position] if self.masked else None,
+                    item.spans,
+                )
+                if example is not None:
+                    examples.append(example)
+        return examples
+
+    def _example(
+        self,
+        ids: list[int],
+        offsets: list[tuple[int, int]] | None,
+        spans: list[tuple[int, int]],
+    ) -> Example | None:
+        labels = _span_labels(ids, offsets, spans) if offsets is not None else list(ids)
+        if self.eos_id is not None:
+            if ids and ids[-1] == self.eos_id:
+                labels[-1] = self.eos_id
+            else:
+                ids.append(self.eos_id)
+                labels.append(self.eos_id)
+        if len(ids) > self.max_length:
+            ids, labels = ids[: self.max_length], labels[: self.max_length]
+            self.truncated += 1
+        if labels.count(IGNORE_INDEX) == len(labels):
+            self.dropped += 1
+            return None
+        return Example(input_ids=ids, labels=labels)
+
+    def _render(self, row: dict[str, Any], number: int, where: str) -> _Rendered:
+        if problem := check_row(row, self.mapping):
+            raise DataError(_row_message(number, where, problem))
+        mapping = self.mapping
+        if mapping["type"] == "text":
+            return _Rendered(row[mapping["text"]], [])
+        if mapping["type"] == "prompt_completion":
+            prompt, completion = row[mapping["prompt"]], row[mapping["completion"]]
+            if not self.templated:
+                text = prompt + completion
+                return _Rendered(text, [(len(prompt), len(text))])
+            messages = [
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": completion},
+            ]
+        else:
+            messages = [_clean(message) for message in messages_in(row, mapping["messages"])]
+        try:
+            text = self._apply(messages)
+        except Exception as error:  # the template is the model's own code: its errors are the row's
+            raise DataError(
+                _row_message(
+                    number, where, f"the model's chat template fails on it ({_one_line(error)})"
+                )
+            ) from error
+        if not self.masked:
+            return _Rendered(text, [])
+        spans = self._assistant_spans(messages, text)
+        if spans is None:
+            raise DataError(
+                _row_message(
+                    number,
+                    where,
+                    "an assistant turn cannot be found in what the chat template renders, so it "
+                    "cannot be told apart from the prompt. Set train_on_responses_only = false "
+                    "to train on whole conversations.",
+                )
+            )
+        return _Rendered(text, spans)
+
+    def _apply(self, messages: list[dict[str, Any]], *, generation_prompt: bool = False) -> str:
+        text = self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation_prompt
+        )
+        if not isinstance(text, str):
+            raise TypeError(f"the chat template returned {type(text).__name__}, not text")
+        return text
+
+    def _assistant_spans(
+        self, messages: list[dict[str, Any]], text: str
+    ) -> list[tuple[int, int]] | None:
+        """Each assistant turn's characters in ``text``: its content and end-of-turn token.
+
+        A turn starts where rendering the conversation before it with a generation prompt
+        ends, and ends where rendering through it ends (less trailing whitespace). Templates
+        that render earlier turns differently once later ones follow (dropping reasoning, say)
+        break that prefix property; then the turn's content is searched for instead.
+        """
+        spans: list[tuple[int, int]] = []
+        cursor = 0
+        for index, message in enumerate(messages):
+            if message.get("role") != "assistant":
+                continue
+            span = self._prefix_span(messages, index, text, cursor) or self._search_span(
+                message, text, cursor
+            )
+            if span is None:
+                return None
+            spans.append(span)
+            cursor = span[1]
+        return spans
+
+    def _prefix_span(
+        self, messages: list[dict[str, Any]], index: int, text: str, cursor: int
+    ) -> tuple[int, int] | None:
+        try:
+            before = self._apply(messages[:index], generation_prompt=True)
+            through = self._apply(messages[: index + 1])
+        except Exception:  # e.g. a template that refuses an empty conversation: search instead
+            return None
+        end = len(through.rstrip())
+        if len(before) < cursor or end <= len(before):
+            return None
+        if not (text.startswith(before) and text.startswith(through)):
+            return None
+        return len(before), end
+
+    def _search_span(
+        self, message: dict[str, Any], text: str, cursor: int
+    ) -> tuple[int, int] | None:
+        content = message.get("content")
+        if not isinstance(content, str) or not content:
+            return None
+        start = text.find(content, cursor)
+        if start < 0:
+            return None
+        end = start + len(content)
+        eos = self.tokenizer.eos_token
+        if isinstance(eos, str) and eos and text.startswith(eos, end):
+            end += len(eos)
+        return start, end
+
+
+def _clean(message: dict[str, Any]) -> dict[str, Any]:
+    """Drop keys set to None: Arrow gives every row the keys any row has, filled with None,
+    and templates test keys with ``is defined``. ``content`` stays, as templates read it."""
+    return {key: value for key, value in message.items() if value is not None or key == "content"}
+
+
+def _span_labels(
+    ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]
+) -> list[int]:
+    """Keep the label of every token that overlaps a span; mask the rest."""
+    labels = [IGNORE_INDEX] * len(ids)
+    current = 0
+    for position, (start, end) in enumerate(offsets):
+        while current < len(spans) and spans[current][1] <= start:
+            current += 1
+        if current == len(spans):
+            break
+        if end > spans[current][0]:
+            labels[position] = ids[position]
+    return labels
