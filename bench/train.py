@@ -74,21 +74,36 @@ def run_engine(model: str, args: argparse.Namespace, workdir: Path) -> tuple[Tra
     sink = ListSink()
     outcome = train(
         TrainingRun(
-            job_id="bench", config=job_config(model, args), output_dir=workdir / "engine", sink=sink, dataset_file=DATA
+            job_id="bench",
+            config=job_config(model, args),
+            output_dir=workdir / "engine",
+            sink=sink,
+            dataset_file=DATA,
         )
     )
     if outcome.status != "completed":
         raise SystemExit(f"engine run {outcome.status}: {outcome.error}")
     metrics = outcome.metrics
     assert outcome.adapter_dir is not None
-    return TrainResult("engine", metrics["tokensSeen"] / metrics["trainRuntime"], metrics["trainRuntime"], 0.0), outcome.adapter_dir
+    return TrainResult(
+        "engine", metrics["tokensSeen"] / metrics["trainRuntime"], metrics["trainRuntime"], 0.0
+    ), outcome.adapter_dir
 
 
-def run_plain(model: str, args: argparse.Namespace, workdir: Path, *, fixed: bool, examples: list[Any]) -> tuple[TrainResult, Any]:
+def run_plain(
+    model: str, args: argparse.Namespace, workdir: Path, *, fixed: bool, examples: list[Any]
+) -> tuple[TrainResult, Any]:
     """The script most users write: Trainer + peft, rows padded to max_length (or per batch)."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
     from transformers.trainer_callback import PrinterCallback
 
     from arkor.engine._models import resolve_model
@@ -99,9 +114,13 @@ def run_plain(model: str, args: argparse.Namespace, workdir: Path, *, fixed: boo
         tokenizer.pad_token = tokenizer.eos_token
     set_seed(7)
     base = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    peft_model = get_peft_model(base, LoraConfig(r=16, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))
+    peft_model = get_peft_model(
+        base, LoraConfig(r=16, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM")
+    )
     collator = (
-        DataCollatorForSeq2Seq(tokenizer, padding="max_length", max_length=args.max_length, label_pad_token_id=-100)
+        DataCollatorForSeq2Seq(
+            tokenizer, padding="max_length", max_length=args.max_length, label_pad_token_id=-100
+        )
         if fixed
         else DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
     )
@@ -129,7 +148,9 @@ def run_plain(model: str, args: argparse.Namespace, workdir: Path, *, fixed: boo
     metrics = trainer.train().metrics
     runtime = metrics["train_runtime"]
     name = "fixed" if fixed else "dynamic"
-    return TrainResult(name, trainer.state.num_input_tokens_seen / runtime, runtime, 0.0), peft_model
+    return TrainResult(
+        name, trainer.state.num_input_tokens_seen / runtime, runtime, 0.0
+    ), peft_model
 
 
 def mean_loss(model: Any, tokenizer: Any, examples: list[Any]) -> float:
@@ -144,10 +165,15 @@ def mean_loss(model: Any, tokenizer: Any, examples: list[Any]) -> float:
         for start in range(0, len(examples), 8):
             chunk = examples[start : start + 8]
             batch = collator([{"input_ids": e.input_ids, "labels": e.labels} for e in chunk])
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).logits
             shift_logits, shift_labels = logits[:, :-1], batch["labels"][:, 1:]
             loss = torch.nn.functional.cross_entropy(
-                shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="sum"
+                shift_logits.reshape(-1, shift_logits.size(-1)),
+                shift_labels.reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
             )
             total += float(loss)
             count += int((shift_labels != -100).sum())
@@ -165,10 +191,18 @@ def bench_training(model: str, args: argparse.Namespace) -> None:
     tokenizer = load_tokenizer(resolved)
     with tempfile.TemporaryDirectory(prefix="arkor-bench-") as tmp:
         workdir = Path(tmp)
-        data = prepare_data(job_config(model, args), tokenizer, dataset_file=DATA, cache_dir=workdir / "cache")
+        data = prepare_data(
+            job_config(model, args), tokenizer, dataset_file=DATA, cache_dir=workdir / "cache"
+        )
         probe = data.train[:64]
         engine, adapter_dir = run_engine(model, args, workdir)
-        engine.loss = mean_loss(PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolved.source), adapter_dir), tokenizer, probe)
+        engine.loss = mean_loss(
+            PeftModel.from_pretrained(
+                AutoModelForCausalLM.from_pretrained(resolved.source), adapter_dir
+            ),
+            tokenizer,
+            probe,
+        )
         results = [engine]
         for fixed in (True, False):
             result, trained = run_plain(model, args, workdir, fixed=fixed, examples=data.train)
@@ -181,7 +215,9 @@ def bench_training(model: str, args: argparse.Namespace) -> None:
         f"   {len(data.train)} rows, tokens per row median {statistics.median(lengths):.0f} / max {max(lengths)}, "
         f"{args.steps} steps x batch {args.batch_size}, max_length {args.max_length}"
     )
-    print(f"   {'run':<9}{'tokens/s':>10}{'runtime s':>11}{'loss':>9}{'vs fixed':>10}{'vs dynamic':>12}")
+    print(
+        f"   {'run':<9}{'tokens/s':>10}{'runtime s':>11}{'loss':>9}{'vs fixed':>10}{'vs dynamic':>12}"
+    )
     for result in results:
         print(
             f"   {result.name:<9}{result.tokens_per_second:>10.0f}{result.runtime:>11.2f}{result.loss:>9.4f}"
@@ -205,8 +241,19 @@ def bench_inference(model: str, args: argparse.Namespace) -> None:
     from arkor.engine._device import choose_placement
     from arkor.engine._models import load_model, load_tokenizer, resolve_model
 
-    messages = [{"role": "user", "content": "Subject: Charged twice\n\nMy card was charged twice for March."}]
-    request = GenerationRequest(base_model=model, adapter_path=None, messages=messages, temperature=0.0, max_tokens=args.new_tokens)
+    messages = [
+        {
+            "role": "user",
+            "content": "Subject: Charged twice\n\nMy card was charged twice for March.",
+        }
+    ]
+    request = GenerationRequest(
+        base_model=model,
+        adapter_path=None,
+        messages=messages,
+        temperature=0.0,
+        max_tokens=args.new_tokens,
+    )
 
     def engine_once(engine: Any) -> tuple[float, float, int]:
         start = time.perf_counter()
@@ -227,14 +274,22 @@ def bench_inference(model: str, args: argparse.Namespace) -> None:
         loaded = load_model(resolved, choose_placement())
         return plain_generate(loaded, tokenizer, start)
 
-    def plain_generate(loaded: Any, tokenizer: Any, start: float | None = None) -> tuple[float, float, int]:
+    def plain_generate(
+        loaded: Any, tokenizer: Any, start: float | None = None
+    ) -> tuple[float, float, int]:
         start = time.perf_counter() if start is None else start
-        inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        inputs = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         with torch.no_grad():
             loaded.generate(**inputs, max_new_tokens=1, do_sample=False)
             first = time.perf_counter() - start
             output = loaded.generate(**inputs, max_new_tokens=args.new_tokens, do_sample=False)
-        return first, time.perf_counter() - start, int(output.shape[1] - inputs["input_ids"].shape[1])
+        return (
+            first,
+            time.perf_counter() - start,
+            int(output.shape[1] - inputs["input_ids"].shape[1]),
+        )
 
     engine = InferenceEngine()
     rows = [("engine cold", engine_once(engine)), ("engine warm", engine_once(engine))]
@@ -271,7 +326,9 @@ def main() -> int:
         if ModelStore().lookup(SMOLLM2) is not None:
             models.append(SMOLLM2)
         else:
-            print(f"({SMOLLM2} is not in the model store; `arkor models import` it to bench it too)")
+            print(
+                f"({SMOLLM2} is not in the model store; `arkor models import` it to bench it too)"
+            )
         for model in models:
             bench_training(model, args)
             bench_inference(model, args)

@@ -152,7 +152,12 @@ class TrainingCancelled(_Event):
 
 
 JobEvent = Annotated[
-    TrainingStarted | TrainingLog | CheckpointSaved | TrainingCompleted | TrainingFailed | TrainingCancelled,
+    TrainingStarted
+    | TrainingLog
+    | CheckpointSaved
+    | TrainingCompleted
+    | TrainingFailed
+    | TrainingCancelled,
     Field(discriminator="type"),
 ]
 """One event of a job's stream (PROTOCOL.md), as the engine emits it and the plane stores it."""

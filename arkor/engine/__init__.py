@@ -13,7 +13,13 @@ if TYPE_CHECKING:
     from arkor.engine._deps import LOCAL_EXTRA_HINT, MissingExtraError, require_local
     from arkor.engine._events import EventSink, JsonlSink, ListSink
     from arkor.engine._infer import EngineStats, GenerationRequest, InferenceEngine, InferenceError
-    from arkor.engine._run import ADAPTER_DIRNAME, CHECKPOINTS_DIRNAME, TrainingOutcome, TrainingRun, train
+    from arkor.engine._run import (
+        ADAPTER_DIRNAME,
+        CHECKPOINTS_DIRNAME,
+        TrainingOutcome,
+        TrainingRun,
+        train,
+    )
     from arkor.engine._store import ModelStore, ModelStoreError, StoredModel
 
 _LAZY = {
@@ -37,7 +43,26 @@ _LAZY = {
     "StoredModel": "arkor.engine._store",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "ADAPTER_DIRNAME",
+    "CHECKPOINTS_DIRNAME",
+    "LOCAL_EXTRA_HINT",
+    "EngineStats",
+    "EventSink",
+    "GenerationRequest",
+    "InferenceEngine",
+    "InferenceError",
+    "JsonlSink",
+    "ListSink",
+    "MissingExtraError",
+    "ModelStore",
+    "ModelStoreError",
+    "StoredModel",
+    "TrainingOutcome",
+    "TrainingRun",
+    "require_local",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -42,6 +42,7 @@ from arkor.cloud import (
     HuggingfaceDatasetSource,
     JobConfig,
 )
+from arkor.engine._models import require_chat_template
 from arkor.errors import ArkorError
 
 if TYPE_CHECKING:
@@ -441,12 +442,8 @@ class _Encoder:
     ) -> None:
         kind = mapping["type"]
         has_template = bool(getattr(tokenizer, "chat_template", None))
-        if kind == "chat" and not has_template:
-            raise DataError(
-                "The rows are chat conversations, but the model's tokenizer has no chat template "
-                "to render them with. Use an instruct (chat) model, or rows in the "
-                "prompt_completion or text format."
-            )
+        if kind == "chat":
+            require_chat_template(tokenizer, getattr(tokenizer, "name_or_path", "") or "this model")
         self.tokenizer = tokenizer
         self.mapping = mapping
         self.max_length = max_length

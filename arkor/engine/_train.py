@@ -45,7 +45,6 @@ from arkor.engine._models import (
     check_4bit,
     load_model,
     load_tokenizer,
-    require_chat_template,
     resolve_model,
 )
 from arkor.engine._run import ADAPTER_DIRNAME, CHECKPOINTS_DIRNAME, TrainingOutcome, TrainingRun
@@ -102,8 +101,6 @@ class LoraRecipe:
             dataset_file=self.run.dataset_file,
             cache_dir=self.run.output_dir / "cache",
         )
-        if self.data.format.get("type") == "chat":
-            require_chat_template(tokenizer, self.config.model)
         set_seed(self.seed)
         base = load_model(resolved, placement, load_in_4bit=bool(self.config.load_in_4bit))
         model = self.model = self._with_lora(base)

@@ -15,7 +15,7 @@ pytest.importorskip(
     "torch", reason="the engine tests need the local extra: pip install 'arkor[local]'"
 )
 
-from tests.utils.tiny_model import build_tiny_model  # noqa: E402
+from tests.utils.tiny_model import build_tiny_model
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from arkor.engine._data import (
     load_rows,
     prepare_data,
 )
+from arkor.engine._models import ModelError
 from tests.utils.projects import write, write_jsonl
 
 END = "<|im_end|>"
@@ -437,7 +438,7 @@ def test_text_rows_learn_every_token_and_the_eos(plain_tokenizer: Any, tmp_path:
 
 def test_chat_rows_need_a_chat_template(plain_tokenizer: Any, tmp_path: Path) -> None:
     path = write_jsonl(tmp_path, "train.jsonl", [CHAT_ROW])
-    with pytest.raises(DataError, match="no chat template"):
+    with pytest.raises(ModelError, match="no chat template"):
         prepare_file(plain_tokenizer, path, tmp_path / "cache")
 
 
