@@ -7,6 +7,7 @@ saved in the standard HF layout, so they load through the same code as a Hub mod
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 CHAT_TEMPLATE = (
@@ -25,8 +26,14 @@ CORPUS = [
 ] * 20
 
 
-def build_tiny_model(folder: Path, *, vocab_size: int = 400, seed: int = 0) -> Path:
-    """Write a tokenizer and a random tiny Llama to ``folder``; return the folder."""
+def build_tiny_model(
+    folder: Path, *, vocab_size: int = 400, seed: int = 0, corpus: Iterable[str] = CORPUS
+) -> Path:
+    """Write a tokenizer and a random tiny Llama to ``folder``; return the folder.
+
+    Train the tokenizer on the data a benchmark uses (``corpus``) to get realistic
+    tokens-per-row; the default corpus keeps the test tokenizer small and fast.
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -39,7 +46,7 @@ def build_tiny_model(folder: Path, *, vocab_size: int = 400, seed: int = 0) -> P
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    backend.train_from_iterator(CORPUS, trainer=trainer)
+    backend.train_from_iterator(corpus, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         pad_token="<|pad|>",
