@@ -53,7 +53,9 @@ class TrainResult:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
 def job_config(model: str, args: argparse.Namespace) -> Any:
@@ -66,7 +68,7 @@ def job_config(model: str, args: argparse.Namespace) -> Any:
         batch_size=args.batch_size,
         learning_rate=2e-4,
         logging_steps=args.steps,
-        save_steps=args.steps,
+        save_steps=args.steps + 1,  # no mid-run checkpoint: the baselines save none either
         lora_r=16,
         lora_alpha=16,
         max_length=args.max_length,
@@ -159,6 +161,11 @@ def run_plain(
     ), peft_model
 
 
+def median_run(runs: list[TrainResult]) -> TrainResult:
+    """The run with the median throughput (runs of one configuration differ only in timing)."""
+    return sorted(runs, key=lambda run: run.tokens_per_second)[len(runs) // 2]
+
+
 def mean_loss(model: Any, tokenizer: Any, examples: list[Any]) -> float:
     """Loss per labelled token of ``model`` on ``examples``: the same yardstick for every run."""
     import torch
@@ -201,25 +208,24 @@ def bench_training(model: str, args: argparse.Namespace) -> None:
             job_config(model, args), tokenizer, dataset_file=DATA, cache_dir=workdir / "cache"
         )
         probe = data.train[:64]
-        engine, adapter_dir = run_engine(model, args, workdir)
-        engine.loss = mean_loss(
-            PeftModel.from_pretrained(
-                AutoModelForCausalLM.from_pretrained(resolved.source), adapter_dir
-            ),
-            tokenizer,
-            probe,
-        )
-        results = [engine]
-        for fixed in (True, False):
-            result, trained = run_plain(model, args, workdir, fixed=fixed, examples=data.train)
-            result.loss = mean_loss(trained, tokenizer, probe)
-            results.append(result)
+        runs: dict[str, list[TrainResult]] = {"engine": [], "fixed": [], "dynamic": []}
+        for _ in range(args.repeats):  # interleaved, so drift in machine load hits every run alike
+            engine, adapter_dir = run_engine(model, args, workdir)
+            base = AutoModelForCausalLM.from_pretrained(resolved.source)
+            engine.loss = mean_loss(PeftModel.from_pretrained(base, adapter_dir), tokenizer, probe)
+            runs["engine"].append(engine)
+            for fixed in (True, False):
+                result, trained = run_plain(model, args, workdir, fixed=fixed, examples=data.train)
+                result.loss = mean_loss(trained, tokenizer, probe)
+                runs[result.name].append(result)
+        results = [median_run(found) for found in runs.values()]
+        engine = results[0]
     by_name = {result.name: result for result in results}
     lengths = [len(example.input_ids) for example in data.train]
     print(f"\n== training: {model}")
     print(
         f"   {len(data.train)} rows, tokens per row median {statistics.median(lengths):.0f} / max {max(lengths)}, "
-        f"{args.steps} steps x batch {args.batch_size}, max_length {args.max_length}"
+        f"{args.steps} steps x batch {args.batch_size}, max_length {args.max_length}, median of {args.repeats} run(s)"
     )
     print(
         f"   {'run':<9}{'tokens/s':>10}{'runtime s':>11}{'loss':>9}{'vs fixed':>10}{'vs dynamic':>12}"
@@ -318,7 +324,18 @@ def bench_inference(model: str, args: argparse.Namespace) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=30, help="training steps on the tiny model")
-    parser.add_argument("--smollm2-steps", type=int, default=8, help="training steps on SmolLM2 (about 2-4 s each on 2 CPU cores)")
+    parser.add_argument(
+        "--smollm2-steps",
+        type=int,
+        default=8,
+        help="training steps on SmolLM2 (about 2-4 s each on 2 CPU cores)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs per configuration on the tiny model (median kept)",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--new-tokens", type=int, default=48)
@@ -338,8 +355,8 @@ def main() -> int:
                 f"({SMOLLM2} is not in the model store; `arkor models import` it to bench it too)"
             )
         for model in models:
-            steps = args.smollm2_steps if model == SMOLLM2 else args.steps
-            bench_training(model, argparse.Namespace(**{**vars(args), "steps": steps}))
+            sized = {"steps": args.smollm2_steps, "repeats": 1} if model == SMOLLM2 else {}
+            bench_training(model, argparse.Namespace(**{**vars(args), **sized}))
             bench_inference(model, args)
     return 0
 

@@ -269,3 +269,133 @@ class ChatCompletionChunk(OpenAIModel):
     model: str
     choices: list[ChatCompletionChunkChoice]
     usage: CompletionUsage | None = None
+
+
+# --- auth, identity, projects, jobs, uploads (PROTOCOL.md) ------------------------------
+
+
+class ErrorBody(WireModel):
+    """The body of every non-2xx answer: ``{"error": "message", ...}``."""
+
+    error: str
+
+
+class UpgradeRequired(ErrorBody):
+    """The 426 body: the client is older than the plane accepts."""
+
+    min_version: str | None = None
+    upgrade: str | None = None
+
+
+class OAuthConfig(WireModel):
+    issuer: str
+    client_id: str
+    audience: str
+    authorize_url: str
+    token_url: str
+
+
+class CliConfig(WireModel):
+    """``GET /v1/auth/cli/config``: which sign-in methods this plane offers."""
+
+    anonymous: bool
+    oauth: OAuthConfig | None = None
+
+
+class AnonymousTokenRequest(WireModel):
+    kind: Literal["cli"] = "cli"
+
+
+class Org(WireModel):
+    id: str
+    slug: str
+    name: str
+
+
+class AnonymousToken(WireModel):
+    """``POST /v1/auth/anonymous``: a new anonymous identity with its personal org."""
+
+    token: str
+    anonymous_id: str
+    kind: str
+    personal_org: Org
+
+
+class User(WireModel):
+    id: str
+    kind: str
+    anonymous_id: str | None = None
+
+
+class Me(WireModel):
+    """``GET /v1/me``."""
+
+    user: User
+    orgs: list[Org]
+
+
+class Project(WireModel):
+    id: str
+    slug: str
+    name: str
+    org_id: str
+
+
+class ProjectCreate(WireModel):
+    name: str = Field(min_length=1, max_length=100)
+    slug: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+class OrgRef(WireModel):
+    slug: str
+
+
+class ProjectList(WireModel):
+    org: OrgRef
+    projects: list[Project]
+
+
+class ProjectEnvelope(WireModel):
+    project: Project
+
+
+JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+TERMINAL_JOB_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+
+class TrainingJob(WireModel):
+    id: str
+    org_id: str
+    project_id: str
+    name: str
+    status: JobStatus
+    config: JobConfig
+    error: str | None = None
+    created_at: str
+    started_at: str | None = None
+    completed_at: str | None = None
+
+
+class JobEnvelope(WireModel):
+    """``POST /v1/jobs`` and ``GET /v1/jobs/{id}``; the latter may carry the stored events."""
+
+    job: TrainingJob
+    events: list[JobEvent] | None = None
+
+
+class JobList(WireModel):
+    jobs: list[TrainingJob]
+
+
+class Upload(WireModel):
+    id: str
+    sha256: str
+    size: int
+
+
+class UploadEnvelope(WireModel):
+    upload: Upload
+
+
+class ArtifactList(WireModel):
+    artifacts: list[Artifact]
