@@ -1,7 +1,8 @@
 """Freeze a config into a manifest, and read, verify and check manifests for staleness."""
 
-from arkor.manifest._build import BuildResult, build, build_project, freeze
+from arkor.manifest._build import BuildResult, build, build_project, freeze, job_config_for
 from arkor.manifest._callbacks import CALLBACK_EVENTS, ResolvedCallback, load_callback, split_target
+from arkor.manifest._dataset import DatasetReport, inspect_dataset
 from arkor.manifest._manifest import (
     MANIFEST_RELATIVE_PATH,
     MANIFEST_VERSION,
@@ -25,6 +26,7 @@ __all__ = [
     "MANIFEST_RELATIVE_PATH",
     "MANIFEST_VERSION",
     "BuildResult",
+    "DatasetReport",
     "Manifest",
     "ManifestCallback",
     "ManifestDataset",
@@ -38,6 +40,8 @@ __all__ = [
     "check_staleness",
     "compute_digest",
     "freeze",
+    "inspect_dataset",
+    "job_config_for",
     "load_callback",
     "manifest_path_for",
     "project_root_of",

@@ -101,7 +101,7 @@ def freeze(loaded: LoadedConfig) -> Manifest:
     raw = loaded.raw
     callbacks = resolve_callbacks(trainer.callbacks, raw)
     dataset, dataset_entry, report = _freeze_dataset(loaded)
-    job = JobCreate(name=trainer.name, config=_job_config(trainer, dataset, report))
+    job = JobCreate(name=trainer.name, config=job_config_for(trainer, dataset, report))
     body = Manifest(
         manifest_version=MANIFEST_VERSION,
         arkor_version=__version__,
@@ -170,9 +170,13 @@ def _format_setting(trainer: Trainer) -> str | dict[str, str]:
     return value if isinstance(value, str) else value.model_dump()
 
 
-def _job_config(
+def job_config_for(
     trainer: Trainer, dataset: DatasetSource, report: DatasetReport | None
 ) -> JobConfig:
+    """The wire job config for ``trainer``, every default filled (what a manifest freezes).
+
+    ``report`` (from checking a local file) supplies the detected row format.
+    """
     fmt = report.format if report is not None else _format_setting(trainer)
     if isinstance(fmt, str) and fmt != "auto":
         fmt = default_mapping(fmt)

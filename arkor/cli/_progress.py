@@ -1,0 +1,109 @@
+"""How a run's events look in a terminal: a progress bar on a TTY, plain lines otherwise, JSON on request."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TextIO
+
+from arkor.cli._output import interactive, style
+from arkor.cloud import JobEvent
+
+_BAR_WIDTH = 24
+
+
+class RunDisplay:
+    """Prints each event of a run as it arrives."""
+
+    def __init__(self, *, json_lines: bool = False, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.json_lines = json_lines
+        self.live = not json_lines and _is_tty(self.stream)
+        self.max_steps: int | None = None
+        self.started_at: float | None = None
+        self.loss: float | None = None
+        self._bar_shown = False
+
+    def event(self, event: JobEvent) -> None:
+        """Show one event."""
+        if self.json_lines:
+            print(json.dumps(event.to_wire(), ensure_ascii=False), file=self.stream, flush=True)
+            return
+        if event.type == "training.started":
+            metadata = event.metadata or {}
+            steps = metadata.get("maxSteps")
+            self.max_steps = steps if isinstance(steps, int) and steps > 0 else None
+            self.started_at = time.monotonic()
+            details = ", ".join(
+                f"{key} {metadata[key]}"
+                for key in ("model", "device", "trainRows")
+                if key in metadata
+            )
+            self._line(f"training started ({details})")
+        elif event.type == "training.log":
+            if event.loss is not None:
+                self.loss = event.loss
+            if self.live:
+                self._bar(event.step)
+            else:
+                self._line(_log_line(event))
+            if event.eval_loss is not None and self.live:
+                self._line(f"step {event.step}: eval loss {event.eval_loss:.4f}")
+        elif event.type == "checkpoint.saved":
+            self._line(f"checkpoint saved at step {event.step}")
+        elif event.type == "training.completed":
+            self._line(style("training completed", "green"))
+        elif event.type == "training.failed":
+            self._line(style(f"training failed: {event.error}", "red"))
+        elif event.type == "training.cancelled":
+            self._line(style(f"training cancelled at step {event.step}", "yellow"))
+
+    def _bar(self, step: int) -> None:
+        total = self.max_steps
+        elapsed = time.monotonic() - (self.started_at or time.monotonic())
+        if total:
+            done = min(step / total, 1.0)
+            filled = int(done * _BAR_WIDTH)
+            bar = "█" * filled + "░" * (_BAR_WIDTH - filled)
+            eta = elapsed / step * (total - step) if step else 0.0
+            text = f"step {step}/{total} {bar} loss {self._loss()} ETA {_clock(eta)}"
+        else:
+            text = f"step {step} loss {self._loss()} elapsed {_clock(elapsed)}"
+        self.stream.write("\r\033[2K" + text)
+        self.stream.flush()
+        self._bar_shown = True
+
+    def _line(self, text: str) -> None:
+        if self._bar_shown:
+            self.stream.write("\r\033[2K")
+            self._bar_shown = False
+        print(text, file=self.stream, flush=True)
+
+    def _loss(self) -> str:
+        return f"{self.loss:.4f}" if self.loss is not None else "-"
+
+
+def _log_line(event: JobEvent) -> str:
+    assert event.type == "training.log"
+    parts = [f"step {event.step}"]
+    if event.loss is not None:
+        parts.append(f"loss {event.loss:.4f}")
+    if event.eval_loss is not None:
+        parts.append(f"eval loss {event.eval_loss:.4f}")
+    if event.learning_rate is not None:
+        parts.append(f"lr {event.learning_rate:.2e}")
+    if event.samples_per_second is not None:
+        parts.append(f"{event.samples_per_second:.1f} samples/s")
+    return "  ".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _is_tty(stream: TextIO) -> bool:
+    """A live bar only on a terminal, outside CI (``interactive`` checks both)."""
+    return interactive() and stream.isatty()

@@ -1,0 +1,115 @@
+"""Deliver a job's events to the user's callbacks: each event once, in order.
+
+Callbacks may be plain functions or coroutines. A callback that raises stops the wait at
+once with a :class:`CallbackError` whose ``__cause__`` is the user's exception: it is the
+user's bug, not a transport problem, so it is never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from arkor.cloud import JobEvent, TrainingJob
+from arkor.errors import ArkorError
+from arkor.sdk._contexts import (
+    CheckpointContext,
+    CompletedContext,
+    FailedContext,
+    StartedContext,
+    TrainingLogContext,
+)
+
+Callback = Callable[[Any], Any]
+CALLBACK_NAMES = ("on_started", "on_log", "on_checkpoint", "on_completed", "on_failed")
+
+
+class CallbackError(ArkorError):
+    """A user callback raised; the original exception is ``__cause__``."""
+
+    def __init__(self, name: str, error: BaseException) -> None:
+        self.callback = name
+        super().__init__(f"The `{name}` callback raised {type(error).__name__}: {error}")
+
+
+class Dispatcher:
+    """Turns events into contexts and calls the matching callback (the stream guarantees once, in order)."""
+
+    def __init__(
+        self,
+        callbacks: Mapping[str, Callback],
+        job: Callable[[], TrainingJob],
+        infer: Callable[[int], Callable[..., Any]],
+    ) -> None:
+        unknown = set(callbacks) - set(CALLBACK_NAMES)
+        if unknown:
+            raise ArkorError(
+                f"Unknown callback name(s): {', '.join(sorted(unknown))}. Use {', '.join(CALLBACK_NAMES)}."
+            )
+        self._callbacks = dict(callbacks)
+        self._job = job
+        self._infer = infer
+
+    def call(self, event: JobEvent) -> Awaitable[None] | None:
+        """Call the callback for ``event``; a coroutine callback's awaitable is returned to await."""
+        name, context = self._context(event)
+        callback = self._callbacks.get(name) if name else None
+        if name is None or callback is None:
+            return None
+        try:
+            result = callback(context)
+        except Exception as error:
+            raise CallbackError(name, error) from error
+        if inspect.isawaitable(result):
+            return self._await(name, result)
+        return None
+
+    def dispatch(self, event: JobEvent) -> None:
+        """Synchronous delivery: coroutine callbacks run to completion on a private loop."""
+        pending = self.call(event)
+        if pending is not None:
+            asyncio.run(_as_coroutine(pending))
+
+    async def dispatch_async(self, event: JobEvent) -> None:
+        """Asynchronous delivery: coroutine callbacks are awaited on the caller's loop."""
+        pending = self.call(event)
+        if pending is not None:
+            await pending
+
+    async def _await(self, name: str, pending: Awaitable[Any]) -> None:
+        try:
+            await pending
+        except Exception as error:
+            raise CallbackError(name, error) from error
+
+    def _context(self, event: JobEvent) -> tuple[str | None, Any]:
+        job = self._job()
+        if event.type == "training.started":
+            return "on_started", StartedContext(job, event.metadata or {})
+        if event.type == "training.log":
+            return "on_log", TrainingLogContext(
+                job,
+                event.step,
+                event.loss,
+                event.eval_loss,
+                event.learning_rate,
+                event.epoch,
+                event.samples_per_second,
+            )
+        if event.type == "checkpoint.saved":
+            return "on_checkpoint", CheckpointContext(
+                job, event.step, list(event.artifacts or []), self._infer(event.step)
+            )
+        if event.type == "training.completed":
+            return "on_completed", CompletedContext(
+                job, dict(event.metrics or {}), list(event.artifacts or [])
+            )
+        if event.type == "training.failed":
+            return "on_failed", FailedContext(job, event.error, event.step)
+        return None, None
+
+
+async def _as_coroutine(pending: Awaitable[None]) -> None:
+    await pending

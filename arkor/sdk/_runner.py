@@ -1,0 +1,96 @@
+"""``run_trainer``: what ``arkor start`` runs: a manifest, a config file, or a Python module."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+from arkor.errors import UsageError
+from arkor.sdk._arkor import is_arkor
+from arkor.sdk._trainer import Trainer, TrainingResult
+
+_CONFIG_SUFFIXES = (".toml", ".yaml", ".yml")
+
+
+def trainer_from_manifest(
+    manifest_path: Path | None = None, *, cloud_url: str | None = None
+) -> Trainer:
+    """A trainer replaying a verified, fresh manifest, its callbacks loaded by dotted path."""
+    from arkor.manifest import (
+        load_callback,
+        manifest_path_for,
+        project_root_of,
+        read_fresh_manifest,
+    )
+
+    path = manifest_path or manifest_path_for(Path.cwd())
+    manifest = read_fresh_manifest(path)
+    root = project_root_of(path)
+    callbacks = {
+        event: load_callback(entry.target, root) for event, entry in manifest.callbacks.items()
+    }
+    dataset_file = root / manifest.dataset.path if manifest.dataset.path else None
+    return Trainer(
+        manifest.job.name,
+        manifest.job.config,
+        callbacks=callbacks,
+        dataset_file=dataset_file,
+        cloud_url=cloud_url or manifest.cloud_url,
+        cwd=root,
+    )
+
+
+def load_entry(path: Path) -> Trainer:
+    """The trainer a path names: a manifest, a config (built first), or a module exporting one."""
+    from arkor.manifest import build
+
+    if path.suffix == ".json":
+        return trainer_from_manifest(path)
+    if path.suffix in _CONFIG_SUFFIXES:
+        return trainer_from_manifest(build(path))
+    if path.suffix == ".py":
+        return _trainer_in_module(path)
+    raise UsageError(
+        f"Cannot run {path}: give a manifest (.json), a config (.toml, .yaml, .yml) or a Python "
+        "module (.py) that exports `arkor` or `trainer`."
+    )
+
+
+def run_trainer(path: str | Path | None = None) -> TrainingResult:
+    """Start the run and wait for it: ``path`` defaults to ``.arkor/build/manifest.json``.
+
+    A Python module is searched for ``arkor`` (from :func:`create_arkor`), then
+    ``trainer``, then ``default``, as the TypeScript SDK does.
+    """
+    trainer = load_entry(Path(path)) if path is not None else trainer_from_manifest()
+    try:
+        trainer.start()
+        return trainer.wait()
+    finally:
+        trainer.close()
+
+
+def _trainer_in_module(path: Path) -> Trainer:
+    if not path.is_file():
+        raise UsageError(f"No such module: {path}.")
+    name = f"_arkor_entry_{abs(hash(path.resolve()))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"Cannot import {path} as a Python module.")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent.resolve()))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent.resolve()))
+    for attribute in ("arkor", "trainer", "default"):
+        value: Any = getattr(module, attribute, None)
+        if is_arkor(value):
+            return value.trainer
+        if isinstance(value, Trainer):
+            return value
+    raise UsageError(
+        f"{path} exports no `arkor` (create_arkor(...)) or `trainer` (create_trainer(...))."
+    )

@@ -1,0 +1,391 @@
+"""``create_trainer`` and ``Trainer``: one fine-tuning run driven from Python.
+
+``start()`` submits the job once (idempotent; retried safely with one idempotency key),
+``wait()`` streams its events and calls the callbacks, each event once and in order,
+``cancel()`` asks the plane to stop it. Each has an ``_async`` twin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from arkor.cloud import (
+    AdapterRef,
+    Artifact,
+    BlobDatasetSource,
+    ChatMessage,
+    DatasetSource,
+    FileDatasetSource,
+    HuggingfaceDatasetSource,
+    InferenceRequest,
+    JobConfig,
+    JobCreate,
+    JobEvent,
+    TrainingJob,
+    follow_events,
+)
+from arkor.config import BlobDataset, ConfigError, ConfigIssue, FileDataset, Location
+from arkor.config import Trainer as TrainerSpec
+from arkor.errors import ArkorError, UsageError
+from arkor.sdk._dispatch import Callback, Dispatcher
+from arkor.sdk._session import Session, open_session
+
+_ENV_REFERENCE = "${env:"
+
+
+class WaitAborted(ArkorError):
+    """``wait()`` was stopped through its abort handle; the job itself goes on."""
+
+
+class AbortHandle:
+    """Stops a ``wait()`` from another thread without cancelling the job."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def abort(self) -> None:
+        self._event.set()
+
+    @property
+    def aborted(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """How a job ended, as ``wait()`` saw it."""
+
+    job: TrainingJob
+    status: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[Artifact] = field(default_factory=list)
+    error: str | None = None
+
+
+class Trainer:
+    """A fine-tuning run bound to a control plane. Make one with :func:`create_trainer`.
+
+    Example::
+
+        trainer = create_trainer(
+            name="support-bot",
+            model="HuggingFaceTB/SmolLM2-135M-Instruct",
+            dataset={"type": "file", "path": "data/train.jsonl"},
+            max_steps=60,
+            callbacks={"on_log": lambda ctx: print(ctx.step, ctx.loss)},
+        )
+        job = trainer.start()
+        result = trainer.wait()
+        print(result.status, result.metrics)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: JobConfig,
+        *,
+        callbacks: Mapping[str, Callback] | None = None,
+        dataset_file: Path | None = None,
+        cloud_url: str | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.callbacks = dict(callbacks or {})
+        self.dataset_file = dataset_file
+        self.cloud_url = cloud_url
+        self.cwd = cwd or Path.cwd()
+        self.session: Session | None = None
+        self.job: TrainingJob | None = None
+        self._idempotency_key = str(uuid.uuid4())
+        self._last_event_id: int | None = None
+        self._lock = threading.Lock()
+
+    # --- start --------------------------------------------------------------------------
+
+    def start(self) -> TrainingJob:
+        """Submit the job (once: later calls return the same job)."""
+        with self._lock:
+            if self.job is not None:
+                return self.job
+            session = self.connect()
+            config = self._resolved_config(session)
+            self.job = session.client.create_job(
+                session.scope,
+                JobCreate(name=self.name, config=config),
+                idempotency_key=self._idempotency_key,
+            )
+            return self.job
+
+    def connect(self) -> Session:
+        """The plane session this trainer uses, opened on first need."""
+        if self.session is None:
+            self.session = open_session(cloud_url=self.cloud_url, cwd=self.cwd)
+        return self.session
+
+    def _resolved_config(self, session: Session) -> JobConfig:
+        """Fill in what only the plane or the environment can: the upload id, the secrets."""
+        source = self.config.dataset_source
+        if isinstance(source, FileDatasetSource):
+            if self.dataset_file is None:
+                raise UsageError("A file dataset needs its local path to upload.")
+            upload = session.client.upload(
+                session.scope, self.dataset_file.read_bytes(), filename=self.dataset_file.name
+            )
+            source = source.model_copy(update={"upload_id": upload.id})
+        elif isinstance(source, BlobDatasetSource):
+            source = source.model_copy(
+                update={
+                    "url": resolve_env(source.url, "trainer.dataset.url"),
+                    "token": resolve_env(source.token, "trainer.dataset.token")
+                    if source.token
+                    else None,
+                }
+            )
+        return self.config.model_copy(update={"dataset_source": source})
+
+    # --- wait ---------------------------------------------------------------------------
+
+    def wait(
+        self,
+        *,
+        abort: AbortHandle | None = None,
+        on_event: Callable[[JobEvent], None] | None = None,
+    ) -> TrainingResult:
+        """Follow the job's events to its end, calling the callbacks; return how it ended.
+
+        A callback that raises stops the wait at once with :class:`CallbackError`.
+        ``abort.abort()`` (from another thread) stops the wait with :class:`WaitAborted`
+        and leaves the job running. ``on_event`` sees every event first (the CLI's display).
+        """
+        job = self.start()
+        dispatcher = self._dispatcher()
+        terminal: JobEvent | None = None
+        for event in self._events(abort):
+            if on_event is not None:
+                on_event(event)
+            dispatcher.dispatch(event)
+            terminal = event if event.type in _TERMINAL else terminal
+        return self._result(job, terminal)
+
+    def _events(self, abort: AbortHandle | None) -> Iterator[JobEvent]:
+        """The job's events from a reader thread, so an abort or Ctrl-C is answered at once."""
+        session, job = self.connect(), self.job
+        assert job is not None
+        inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        stop = threading.Event()
+
+        def read() -> None:
+            try:
+                for event in follow_events(
+                    session.client, session.scope, job.id, last_event_id=self._last_event_id
+                ):
+                    inbox.put(("event", event))
+                    if stop.is_set():
+                        return
+                inbox.put(("end", None))
+            except BaseException as error:  # handed to the waiting thread
+                inbox.put(("error", error))
+
+        reader = threading.Thread(target=read, name=f"arkor-events-{job.id}", daemon=True)
+        reader.start()
+        try:
+            while True:
+                if abort is not None and abort.aborted:
+                    raise WaitAborted(f"Stopped waiting for job {job.id}; it goes on on the plane.")
+                try:
+                    kind, payload = inbox.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise payload
+                self._last_event_id = (self._last_event_id or 0) + 1  # a job's ids run 1, 2, 3, …
+                yield payload
+        finally:
+            stop.set()
+
+    def _dispatcher(self) -> Dispatcher:
+        session = self.connect()
+
+        def current_job() -> TrainingJob:
+            assert self.job is not None
+            return self.job
+
+        def infer_at(step: int) -> Callable[..., Any]:
+            def infer(
+                messages: list[dict[str, str]], *, stream: bool = False, **options: Any
+            ) -> Any:
+                assert self.job is not None
+                request = InferenceRequest(
+                    messages=[ChatMessage(**message) for message in messages],
+                    adapter=AdapterRef(kind="checkpoint", job_id=self.job.id, step=step),
+                    stream=stream,
+                    **{key: value for key, value in options.items() if value is not None},
+                )
+                return session.client.chat(session.scope, request)
+
+            return infer
+
+        return Dispatcher(self.callbacks, current_job, infer_at)
+
+    def _result(self, job: TrainingJob, terminal: JobEvent | None) -> TrainingResult:
+        session = self.connect()
+        self.job = session.client.get_job(session.scope, job.id, include_events=False).job
+        if terminal is None:
+            return TrainingResult(self.job, self.job.status, error=self.job.error)
+        if terminal.type == "training.completed":
+            return TrainingResult(
+                self.job, "completed", dict(terminal.metrics or {}), list(terminal.artifacts or [])
+            )
+        if terminal.type == "training.failed":
+            return TrainingResult(self.job, "failed", error=terminal.error)
+        return TrainingResult(self.job, "cancelled", error="cancelled")
+
+    # --- cancel and clean up ------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Ask the plane to stop the job; it ends ``cancelled`` within a training step."""
+        if self.job is None:
+            raise UsageError("This trainer has not started a job yet; nothing to cancel.")
+        session = self.connect()
+        session.client.cancel_job(session.scope, self.job.id)
+
+    def close(self) -> None:
+        """Release the plane session (and stop an embedded plane)."""
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    # --- async twins --------------------------------------------------------------------
+
+    async def start_async(self) -> TrainingJob:
+        return await asyncio.to_thread(self.start)
+
+    async def wait_async(
+        self,
+        *,
+        abort: AbortHandle | None = None,
+        on_event: Callable[[JobEvent], None] | None = None,
+    ) -> TrainingResult:
+        """Like :meth:`wait`; coroutine callbacks are awaited on the running loop."""
+        job = await self.start_async()
+        dispatcher = self._dispatcher()
+        events = self._events(abort)
+        terminal: JobEvent | None = None
+        while (event := await asyncio.to_thread(next, events, None)) is not None:
+            if on_event is not None:
+                on_event(event)
+            await dispatcher.dispatch_async(event)
+            terminal = event if event.type in _TERMINAL else terminal
+        return await asyncio.to_thread(self._result, job, terminal)
+
+    async def cancel_async(self) -> None:
+        await asyncio.to_thread(self.cancel)
+
+
+_TERMINAL = frozenset({"training.completed", "training.failed", "training.cancelled"})
+
+
+def create_trainer(
+    *,
+    callbacks: Mapping[str, Callback] | None = None,
+    cloud_url: str | None = None,
+    cwd: Path | None = None,
+    **settings: Any,
+) -> Trainer:
+    """Describe a run with the same keys as ``[trainer]`` in ``arkor.toml``, callbacks as callables.
+
+    Example::
+
+        trainer = create_trainer(
+            name="support-bot-v1",
+            model="HuggingFaceTB/SmolLM2-135M-Instruct",
+            dataset={"type": "huggingface", "name": "arkorlab/triage-demo"},
+            lora={"r": 16, "alpha": 16},
+            max_steps=100,
+            callbacks={"on_checkpoint": on_checkpoint},
+        )
+    """
+    from arkor.manifest import inspect_dataset, job_config_for
+    from arkor.manifest._dataset import DatasetReport
+
+    cwd = cwd or Path.cwd()
+    try:
+        spec = TrainerSpec.model_validate(settings)
+    except ValidationError as error:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    item["msg"], Location("create_trainer()"), tuple(str(p) for p in item["loc"])
+                )
+                for item in error.errors()
+            ]
+        ) from None
+    dataset_file: Path | None = None
+    report: DatasetReport | None = None
+    source: DatasetSource
+    if isinstance(spec.dataset, FileDataset):
+        dataset_file = (cwd / spec.dataset.path).resolve()
+        if not dataset_file.is_file():
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        f"the dataset file {dataset_file} does not exist.",
+                        Location("create_trainer()"),
+                        ("dataset", "path"),
+                    )
+                ]
+            )
+        fmt = (
+            spec.dataset_format
+            if isinstance(spec.dataset_format, str)
+            else spec.dataset_format.model_dump()
+        )
+        report = inspect_dataset(dataset_file, spec.dataset.path, fmt)
+        from arkor._fs import sha256_file
+
+        source = FileDatasetSource(path=spec.dataset.path, sha256=sha256_file(dataset_file)[0])
+    elif isinstance(spec.dataset, BlobDataset):
+        source = BlobDatasetSource(url=spec.dataset.url, token=spec.dataset.token)
+    else:
+        source = HuggingfaceDatasetSource(
+            name=spec.dataset.name, split=spec.dataset.split, subset=spec.dataset.subset
+        )
+    config = job_config_for(spec, source, report)
+    return Trainer(
+        spec.name,
+        config,
+        callbacks=callbacks,
+        dataset_file=dataset_file,
+        cloud_url=cloud_url,
+        cwd=cwd,
+    )
+
+
+def resolve_env(value: str, where: str) -> str:
+    """Fill ``${env:NAME}`` references from the environment, at start time only."""
+    import re
+
+    def replace(match: re.Match[str]) -> str:
+        name = match[1]
+        found = os.environ.get(name)
+        if found is None:
+            raise UsageError(
+                f"{where} needs the environment variable {name}, which is not set. Export it "
+                f"(e.g. `export {name}=...`) and run again."
+            )
+        return found
+
+    return re.sub(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", replace, value)
