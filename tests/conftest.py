@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.utils.cli import CliRunner
+
+# No test may reach the HuggingFace Hub; set before any HF library reads these.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +46,18 @@ def _forget_modules_under(root: Path) -> None:
 def project(isolation: Path) -> Path:
     """The current working folder of the test, empty at the start."""
     return isolation
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a tiny random Llama and a trained BPE tokenizer with a chat template.
+
+    Built once per session; needs the ``local`` extra (the tests that use it skip without).
+    """
+    pytest.importorskip("torch", reason="needs the local extra: pip install 'arkor[local]'")
+    from tests.utils.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
 @pytest.fixture
