@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from arkor.cli import build, init, models, schema, validate
+from arkor.cli import build, init, jobs, login, models, schema, serve, start, validate
 
 app = typer.Typer(
     name="arkor",
@@ -31,5 +31,11 @@ def root() -> None:
 app.command("init")(init.init)
 app.command("validate")(validate.validate)
 app.command("build")(build.build)
+app.command("start")(start.start)
 app.command("schema")(schema.schema)
+app.command("serve")(serve.serve)
+app.command("login")(login.login)
+app.command("logout")(login.logout)
+app.command("whoami")(login.whoami)
+app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")

@@ -110,7 +110,9 @@ def logs(
     session = _session()
     try:
         if follow:
-            session.client.get_job(session.scope, job_id, include_events=False)  # an unknown id fails here
+            session.client.get_job(
+                session.scope, job_id, include_events=False
+            )  # an unknown id fails here
             for event in follow_events(session.client, session.scope, job_id):
                 display.event(event)
         else:

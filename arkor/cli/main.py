@@ -46,7 +46,22 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as error:  # the one place every failure becomes an exit code
         return _report(error, debug)
+    finally:
+        _print_deprecation_notice()
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _print_deprecation_notice() -> None:
+    """Print, once, the latest deprecation notice a plane sent during the command."""
+    if "arkor.cloud._client" not in sys.modules:  # no request made; don't import httpx to know
+        return
+    from arkor.cli._output import warn
+    from arkor.cloud._client import clear_deprecation_notice, deprecation_notice
+
+    notice = deprecation_notice()
+    if notice is not None:
+        clear_deprecation_notice()
+        warn(notice)
 
 
 def _report(error: Exception, debug: bool) -> int:

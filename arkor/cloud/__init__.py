@@ -1,4 +1,13 @@
-"""The client side of the Arkor cloud API, and the wire models both sides share."""
+"""The client side of the Arkor cloud API, and the wire models both sides share.
+
+The wire models load at once (``arkor build`` needs them); the client, the event
+follower, credentials and project state load on first use, so commands that never talk
+to a plane never import httpx.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from arkor.cloud._models import (
     TERMINAL_EVENT_TYPES,
@@ -54,14 +63,114 @@ from arkor.cloud._models import (
     utc_now,
 )
 
+if TYPE_CHECKING:
+    from arkor.cloud._client import (
+        CloudApiClient,
+        clear_deprecation_notice,
+        deprecation_notice,
+    )
+    from arkor.cloud._credentials import (
+        DEFAULT_ARKOR_CLOUD_API_URL,
+        AnonymousCredentials,
+        Credentials,
+        OAuthCredentials,
+        credentials_path,
+        default_arkor_cloud_api_url,
+        delete_credentials,
+        ensure_credentials,
+        normalize_url,
+        plane_url,
+        read_credentials,
+        request_anonymous_token,
+        write_credentials,
+    )
+    from arkor.cloud._errors import (
+        AuthError,
+        CloudApiError,
+        ConflictError,
+        CredentialsError,
+        NotFoundError,
+        PlaneUnreachableError,
+        ProjectStateError,
+        UpgradeRequiredError,
+    )
+    from arkor.cloud._sse import SseFrame, SseParser, backoff_delay, follow_events, iter_frames
+    from arkor.cloud._state import (
+        ProjectScope,
+        ProjectState,
+        ensure_project,
+        project_slug,
+        read_state,
+        state_path,
+        write_state,
+    )
+
+_LAZY = {
+    "CloudApiClient": "arkor.cloud._client",
+    "clear_deprecation_notice": "arkor.cloud._client",
+    "deprecation_notice": "arkor.cloud._client",
+    "DEFAULT_ARKOR_CLOUD_API_URL": "arkor.cloud._credentials",
+    "AnonymousCredentials": "arkor.cloud._credentials",
+    "Credentials": "arkor.cloud._credentials",
+    "OAuthCredentials": "arkor.cloud._credentials",
+    "credentials_path": "arkor.cloud._credentials",
+    "default_arkor_cloud_api_url": "arkor.cloud._credentials",
+    "delete_credentials": "arkor.cloud._credentials",
+    "ensure_credentials": "arkor.cloud._credentials",
+    "normalize_url": "arkor.cloud._credentials",
+    "plane_url": "arkor.cloud._credentials",
+    "read_credentials": "arkor.cloud._credentials",
+    "request_anonymous_token": "arkor.cloud._credentials",
+    "write_credentials": "arkor.cloud._credentials",
+    "AuthError": "arkor.cloud._errors",
+    "CloudApiError": "arkor.cloud._errors",
+    "ConflictError": "arkor.cloud._errors",
+    "CredentialsError": "arkor.cloud._errors",
+    "NotFoundError": "arkor.cloud._errors",
+    "PlaneUnreachableError": "arkor.cloud._errors",
+    "ProjectStateError": "arkor.cloud._errors",
+    "UpgradeRequiredError": "arkor.cloud._errors",
+    "SseFrame": "arkor.cloud._sse",
+    "SseParser": "arkor.cloud._sse",
+    "backoff_delay": "arkor.cloud._sse",
+    "follow_events": "arkor.cloud._sse",
+    "iter_frames": "arkor.cloud._sse",
+    "ProjectScope": "arkor.cloud._state",
+    "ProjectState": "arkor.cloud._state",
+    "ensure_project": "arkor.cloud._state",
+    "project_slug": "arkor.cloud._state",
+    "read_state": "arkor.cloud._state",
+    "state_path": "arkor.cloud._state",
+    "write_state": "arkor.cloud._state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'arkor.cloud' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 __all__ = [
+    "DEFAULT_ARKOR_CLOUD_API_URL",
     "TERMINAL_EVENT_TYPES",
     "TERMINAL_JOB_STATUSES",
     "AdapterRef",
+    "AnonymousCredentials",
     "AnonymousToken",
     "AnonymousTokenRequest",
     "Artifact",
     "ArtifactList",
+    "AuthError",
     "BlobDatasetSource",
     "ChatCompletion",
     "ChatCompletionChoice",
@@ -72,7 +181,12 @@ __all__ = [
     "CheckpointSaved",
     "ChoiceDelta",
     "CliConfig",
+    "CloudApiClient",
+    "CloudApiError",
     "CompletionUsage",
+    "ConflictError",
+    "Credentials",
+    "CredentialsError",
     "DatasetSource",
     "ErrorBody",
     "FileDatasetSource",
@@ -86,14 +200,22 @@ __all__ = [
     "JobList",
     "JobStatus",
     "Me",
+    "NotFoundError",
     "OAuthConfig",
+    "OAuthCredentials",
     "OpenAIModel",
     "Org",
     "OrgRef",
+    "PlaneUnreachableError",
     "Project",
     "ProjectCreate",
     "ProjectEnvelope",
     "ProjectList",
+    "ProjectScope",
+    "ProjectState",
+    "ProjectStateError",
+    "SseFrame",
+    "SseParser",
     "TrainingCancelled",
     "TrainingCompleted",
     "TrainingFailed",
@@ -101,9 +223,29 @@ __all__ = [
     "TrainingLog",
     "TrainingStarted",
     "UpgradeRequired",
+    "UpgradeRequiredError",
     "Upload",
     "UploadEnvelope",
     "User",
     "WireModel",
+    "backoff_delay",
+    "clear_deprecation_notice",
+    "credentials_path",
+    "default_arkor_cloud_api_url",
+    "delete_credentials",
+    "deprecation_notice",
+    "ensure_credentials",
+    "ensure_project",
+    "follow_events",
+    "iter_frames",
+    "normalize_url",
+    "plane_url",
+    "project_slug",
+    "read_credentials",
+    "read_state",
+    "request_anonymous_token",
+    "state_path",
     "utc_now",
+    "write_credentials",
+    "write_state",
 ]

@@ -399,3 +399,20 @@ class UploadEnvelope(WireModel):
 
 class ArtifactList(WireModel):
     artifacts: list[Artifact]
+
+
+# --- the worker protocol: a plane's internal routes, called with a job-scoped token -------
+
+
+class WorkerJob(WireModel):
+    """``GET /v1/internal/jobs/{id}``: the job a worker runs, and whether to stop at once."""
+
+    job: TrainingJob
+    cancel_requested: bool = False
+
+
+class WorkerAck(WireModel):
+    """The answer to a worker's event or heartbeat: the stored event id, and whether to stop."""
+
+    event_id: int | None = None
+    cancel_requested: bool = False

@@ -1,0 +1,97 @@
+"""``arkor serve``: run the control plane in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+import typer
+
+SERVER_EXTRA_HINT = "pip install 'arkor[server]'"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to listen on (env ARKOR_HOST). Default 127.0.0.1; any other needs --allow-remote.",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port to listen on (env ARKOR_PORT; 0 picks a free one). Default 8765.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote",
+            help="Allow a non-loopback --host. Anyone who can reach it can create an identity and run jobs.",
+        ),
+    ] = False,
+    max_jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Jobs to run at once (env ARKOR_MAX_JOBS). Default 1.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Run the Arkor control plane: the cloud API, training and inference on this machine.
+
+    State (database, uploads, artifacts, logs) lives under $ARKOR_HOME/local
+    (default ~/.arkor/local). Ctrl-C stops it and its workers.
+
+    Examples:
+
+      arkor serve
+
+      arkor serve --port 9000 --max-jobs 2
+
+      arkor serve --host 0.0.0.0 --allow-remote
+    """
+    import dataclasses
+    import importlib.util
+
+    from arkor.cli._output import echo, style, warn
+    from arkor.errors import ArkorError, UsageError
+
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+        raise ArkorError(
+            f"`arkor serve` needs FastAPI and uvicorn, which are not installed. Install them with "
+            f"`{SERVER_EXTRA_HINT}` (or `pip install 'arkor[local]'` to train on this machine too)."
+        )
+    from arkor.server import bind, load_settings
+    from arkor.server import serve as serve_plane
+
+    settings = load_settings()
+    settings = dataclasses.replace(
+        settings, host=host or settings.host, max_jobs=max_jobs or settings.max_jobs
+    )
+    if not _is_loopback(settings.host):
+        if not allow_remote:
+            raise UsageError(
+                f"--host {settings.host} would expose the control plane beyond this machine. "
+                "Pass --allow-remote as well if that is what you want."
+            )
+        warn(
+            f"Listening on {settings.host}: anyone who can reach this address can create an "
+            "identity, upload data and run jobs here. Put it behind a firewall or a proxy with auth."
+        )
+    sock = bind(settings.host, port if port is not None else settings.port)
+    settings = dataclasses.replace(settings, port=sock.getsockname()[1])
+    echo(f"Arkor control plane on {style(settings.plane_url, 'bold')}")
+    echo(f"  data: {settings.state_dir}    jobs at once: {settings.max_jobs}")
+    echo("  Press Ctrl-C to stop.")
+    serve_plane(settings, sock)

@@ -1,0 +1,477 @@
+"""``CloudApiClient``: every PROTOCOL.md route, with Arkor's policy over one ``httpx.Client``.
+
+The policy lives here and nowhere else: the bearer token (never on the two bootstrap
+routes), the ``X-Arkor-Client`` header, jittered retries of requests that are safe to
+repeat, one error class per status, and the deprecation notice the CLI prints.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from arkor._fs import sha256_bytes
+from arkor._version import __version__
+from arkor.cloud._credentials import Credentials, normalize_url, plane_url
+from arkor.cloud._errors import CloudApiError, PlaneUnreachableError, error_for_status
+from arkor.cloud._models import (
+    AnonymousToken,
+    AnonymousTokenRequest,
+    Artifact,
+    ArtifactList,
+    CliConfig,
+    InferenceRequest,
+    JobCreate,
+    JobEnvelope,
+    JobList,
+    Me,
+    Project,
+    ProjectCreate,
+    ProjectEnvelope,
+    ProjectList,
+    TrainingJob,
+    UpgradeRequired,
+    Upload,
+    UploadEnvelope,
+)
+from arkor.cloud._sse import backoff_delay
+from arkor.cloud._state import ProjectScope
+
+CLIENT_HEADER = "X-Arkor-Client"
+CLIENT_ID = f"arkor-python/{__version__}"
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+_INFERENCE_TIMEOUT = 600.0
+"""Seconds to wait for an answer (or its next chunk): the first one may load a model."""
+_RETRIED_STATUSES = frozenset({502, 503, 504})
+_WARNING_TEXT = re.compile(r'^\s*\d{3}\s+\S+\s+"((?:[^"\\]|\\.)*)"')
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+_deprecation: str | None = None
+
+
+def deprecation_notice() -> str | None:
+    """The latest ``Deprecation: true`` notice any plane sent this process, or None."""
+    return _deprecation
+
+
+def clear_deprecation_notice() -> None:
+    """Forget the recorded notice (the CLI does, once it has printed it)."""
+    global _deprecation
+    _deprecation = None
+
+
+def _record_deprecation(base_url: str, response: httpx.Response) -> None:
+    """Remember a deprecation notice; ``Warning`` and ``Sunset`` only shape its text."""
+    global _deprecation
+    if response.headers.get("Deprecation", "").strip().lower() in ("", "false"):
+        return
+    match = _WARNING_TEXT.match(response.headers.get("Warning", ""))
+    text = match.group(1) if match else f"arkor {__version__} is deprecated by this plane"
+    notice = f"{base_url}: {text.rstrip('.')}."
+    if sunset := response.headers.get("Sunset", "").strip():
+        notice += f" Support ends {sunset}."
+    if "pip install" not in text:
+        notice += " Upgrade with `pip install -U arkor`."
+    _deprecation = notice
+
+
+class CloudApiClient:
+    """A typed client for an Arkor control plane (PROTOCOL.md), local or hosted.
+
+    Bring an ``httpx.Client`` to share a connection pool or a transport (it is yours to
+    close, and its timeouts apply), or let the client build one with ``timeout``. Requests that are safe to repeat (reads, uploads,
+    job submissions with an idempotency key) are retried ``retries`` times on connection
+    errors and 502/503/504, with jittered backoff. Non-2xx answers raise
+    :class:`~arkor.cloud.CloudApiError` subclasses.
+
+    Example::
+
+        from arkor.cloud import CloudApiClient, ensure_credentials, ensure_project
+
+        credentials = ensure_credentials()
+        with CloudApiClient.from_credentials(credentials) as client:
+            state = ensure_project(client, credentials)
+            for job in client.list_jobs(state):
+                print(job.name, job.status)
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        http: httpx.Client | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        retries: int = 2,
+        retry_delay: float = 0.25,
+    ) -> None:
+        self.base_url = normalize_url(base_url)
+        self.token = token
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(timeout=timeout)
+        self._retries = retries
+        self._retry_delay = retry_delay
+
+    @classmethod
+    def from_credentials(
+        cls,
+        credentials: Credentials,
+        *,
+        via: str | None = None,
+        http: httpx.Client | None = None,
+    ) -> Self:
+        """A client for the plane that issued ``credentials``, carrying their token.
+
+        ``via`` reaches that same plane at another address (an embedded plane on an
+        ephemeral port); the token still only goes to the plane it belongs to.
+        """
+        return cls(via or plane_url(credentials), credentials.bearer_token, http=http)
+
+    def close(self) -> None:
+        """Close the connection pool, if this client built it."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- auth and identity ------------------------------------------------------------
+
+    def cli_config(self) -> CliConfig:
+        """Which sign-in methods the plane offers (no token sent)."""
+        return _parse(CliConfig, self._call("GET", "/v1/auth/cli/config", auth=False))
+
+    def anonymous_token(self, kind: Literal["cli"] = "cli") -> AnonymousToken:
+        """Mint an anonymous identity with a personal org (no token sent; not retried)."""
+        body = AnonymousTokenRequest(kind=kind).to_wire()
+        response = self._call("POST", "/v1/auth/anonymous", json=body, auth=False, retry=False)
+        return _parse(AnonymousToken, response)
+
+    def me(self) -> Me:
+        """The caller's identity and the orgs it can reach."""
+        return _parse(Me, self._call("GET", "/v1/me"))
+
+    # --- projects ---------------------------------------------------------------------
+
+    def list_projects(self, org_slug: str) -> ProjectList:
+        """The org's projects."""
+        return _parse(ProjectList, self._call("GET", "/v1/projects", params={"orgSlug": org_slug}))
+
+    def create_project(self, org_slug: str, *, name: str, slug: str) -> Project:
+        """Create a project; :class:`~arkor.cloud.ConflictError` when the slug exists."""
+        body = ProjectCreate(name=name, slug=slug).to_wire()
+        response = self._call(
+            "POST", "/v1/projects", params={"orgSlug": org_slug}, json=body, retry=False
+        )
+        return _parse(ProjectEnvelope, response).project
+
+    # --- jobs -------------------------------------------------------------------------
+
+    def create_job(
+        self, scope: ProjectScope, job: JobCreate, *, idempotency_key: str | None = None
+    ) -> TrainingJob:
+        """Submit a training job.
+
+        With ``idempotency_key`` (one fresh key per submission) a lost answer is retried
+        safely: the plane returns the same job for the same key and body.
+        """
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        response = self._call(
+            "POST",
+            "/v1/jobs",
+            params=_scope(scope),
+            json=job.to_wire(),
+            headers=headers,
+            retry=idempotency_key is not None,
+        )
+        return _parse(JobEnvelope, response).job
+
+    def list_jobs(self, scope: ProjectScope) -> list[TrainingJob]:
+        """The project's jobs, newest first."""
+        return _parse(JobList, self._call("GET", "/v1/jobs", params=_scope(scope))).jobs
+
+    def get_job(
+        self, scope: ProjectScope, job_id: str, *, include_events: bool = True
+    ) -> JobEnvelope:
+        """One job, with its stored events when the plane includes them (and they are wanted)."""
+        params = _scope(scope)
+        if not include_events:
+            params["events"] = "false"
+        return _parse(JobEnvelope, self._call("GET", _job_path(job_id), params=params))
+
+    def cancel_job(self, scope: ProjectScope, job_id: str) -> None:
+        """Ask the plane to cancel; :class:`~arkor.cloud.ConflictError` if already over."""
+        self._call("POST", f"{_job_path(job_id)}/cancel", params=_scope(scope), retry=False)
+
+    @contextmanager
+    def stream_events(
+        self,
+        scope: ProjectScope,
+        job_id: str,
+        *,
+        last_event_id: int | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[httpx.Response]:
+        """One connection to the job's event stream, after ``last_event_id``.
+
+        This is the raw stream; :func:`~arkor.cloud.follow_events` adds reconnection.
+        ``timeout`` bounds the wait for each chunk (pings arrive about every 15 s).
+        """
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        with self._stream(
+            "GET",
+            f"{_job_path(job_id)}/events/stream",
+            params=_scope(scope),
+            headers=headers,
+            timeout=timeout,
+            retry=False,
+        ) as response:
+            yield response
+
+    # --- artifacts and uploads --------------------------------------------------------
+
+    def list_artifacts(self, scope: ProjectScope, job_id: str) -> list[Artifact]:
+        """The files a job has produced so far."""
+        response = self._call("GET", f"{_job_path(job_id)}/artifacts", params=_scope(scope))
+        return _parse(ArtifactList, response).artifacts
+
+    def download_artifact(
+        self, scope: ProjectScope, job_id: str, path: str, destination: Path
+    ) -> Path:
+        """Stream one artifact into ``destination``, which appears only once complete."""
+        url = f"{_job_path(job_id)}/artifacts/{quote(path, safe='/')}"
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with self._stream("GET", url, params=_scope(scope)) as response:
+            fd, name = tempfile.mkstemp(
+                dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
+            )
+            partial = Path(name)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    for chunk in response.iter_bytes():
+                        handle.write(chunk)
+                partial.replace(destination)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+        return destination
+
+    def upload(self, scope: ProjectScope, data: bytes, *, filename: str | None = None) -> Upload:
+        """Upload a file's bytes; bytes the project already has are not stored twice.
+
+        ``filename`` travels as ``X-Filename``: its extension tells the plane the format.
+        """
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "X-Content-Sha256": sha256_bytes(data),
+        }
+        if filename is not None:
+            headers["X-Filename"] = filename
+        response = self._call(
+            "POST", "/v1/uploads", params=_scope(scope), content=data, headers=headers
+        )
+        return _parse(UploadEnvelope, response).upload
+
+    # --- inference --------------------------------------------------------------------
+
+    def chat(self, scope: ProjectScope, request: InferenceRequest) -> httpx.Response:
+        """Run a chat request and return the raw, fully read response.
+
+        With ``stream=False`` the body is one OpenAI ``chat.completion``; otherwise it holds
+        every SSE chunk. Use :meth:`stream_chat` to read chunks as they come.
+        """
+        return self._call(
+            "POST",
+            "/v1/inference/chat",
+            params=_scope(scope),
+            json=request.to_wire(),
+            timeout=_INFERENCE_TIMEOUT,
+            retry=False,
+        )
+
+    @contextmanager
+    def stream_chat(
+        self, scope: ProjectScope, request: InferenceRequest
+    ) -> Iterator[httpx.Response]:
+        """Run a chat request and yield the response unread, to iterate as it streams."""
+        with self._stream(
+            "POST",
+            "/v1/inference/chat",
+            params=_scope(scope),
+            json=request.to_wire(),
+            timeout=_INFERENCE_TIMEOUT,
+            retry=False,
+        ) as response:
+            yield response
+
+    # --- the policy -------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: bool = True,
+        timeout: float | None = None,
+        retry: bool = True,
+    ) -> httpx.Response:
+        """Send a request and read the whole answer; non-2xx raises."""
+        request = self._request(method, path, params, json, content, headers, auth, timeout)
+        return self._send(request, retry=retry, stream=False)
+
+    @contextmanager
+    def _stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        retry: bool = True,
+    ) -> Iterator[httpx.Response]:
+        """Send a request and yield the answer unread; a dropped link raises as unreachable."""
+        request = self._request(method, path, params, json, None, headers, True, timeout)
+        response = self._send(request, retry=retry, stream=True)
+        try:
+            yield response
+        except httpx.TransportError as error:
+            raise PlaneUnreachableError(self.base_url, _describe(error)) from error
+        finally:
+            response.close()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        json: Any,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+        auth: bool,
+        timeout: float | None,
+    ) -> httpx.Request:
+        merged = {CLIENT_HEADER: CLIENT_ID, **(headers or {})}
+        if auth and self.token is not None:
+            merged["Authorization"] = f"Bearer {self.token}"
+        extra: dict[str, Any] = {}
+        if timeout is not None:
+            extra["timeout"] = httpx.Timeout(timeout, connect=DEFAULT_TIMEOUT.connect)
+        return self._http.build_request(
+            method,
+            self.base_url + path,
+            params=params,
+            json=json,
+            content=content,
+            headers=merged,
+            **extra,
+        )
+
+    def _send(self, request: httpx.Request, *, retry: bool, stream: bool) -> httpx.Response:
+        """Send with the retry policy; record deprecation; raise on non-2xx."""
+        attempts = self._retries + 1 if retry else 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                response = self._http.send(request, stream=stream)
+            except httpx.TransportError as error:
+                if last or isinstance(error, httpx.UnsupportedProtocol):
+                    raise PlaneUnreachableError(self.base_url, _describe(error)) from error
+            else:
+                _record_deprecation(self.base_url, response)
+                if response.is_success:
+                    return response
+                if last or response.status_code not in _RETRIED_STATUSES:
+                    failure = _error(response)
+                    response.close()
+                    raise failure
+                response.close()
+            time.sleep(backoff_delay(attempt, base=self._retry_delay, cap=10.0))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _error(response: httpx.Response) -> CloudApiError:
+    """The error for a non-2xx answer, with the plane's ``{error}`` message."""
+    body: Any = None
+    try:
+        response.read()
+    except httpx.HTTPError:
+        pass
+    else:
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+    message = response.reason_phrase or f"HTTP {response.status_code}"
+    min_version = None
+    if isinstance(body, dict):
+        try:
+            parsed = UpgradeRequired.model_validate(body)
+        except ValidationError:
+            pass
+        else:
+            message, min_version = parsed.error, parsed.min_version
+    elif isinstance(body, str) and body.strip():
+        message = f"{message}: {body.strip()[:200]}"
+    return error_for_status(response.status_code, message, body, min_version=min_version)
+
+
+def _parse(model: type[_Model], response: httpx.Response) -> _Model:
+    """Parse a 2xx body with its wire model; a body that does not fit is the plane's fault."""
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as error:
+        raise CloudApiError(
+            response.status_code,
+            f"The plane's answer to {response.request.method} {response.request.url.path} does "
+            f"not match the Arkor protocol ({error.errors()[0]['msg']})",
+            response.text,
+        ) from error
+
+
+def _scope(scope: ProjectScope) -> dict[str, str]:
+    return {"orgSlug": scope.org_slug, "projectSlug": scope.project_slug}
+
+
+def _job_path(job_id: str) -> str:
+    return f"/v1/jobs/{quote(job_id, safe='')}"
+
+
+def _describe(error: httpx.TransportError) -> str:
+    return str(error) or type(error).__name__
+
+
+__all__ = [
+    "CLIENT_HEADER",
+    "CLIENT_ID",
+    "CloudApiClient",
+    "clear_deprecation_notice",
+    "deprecation_notice",
+]

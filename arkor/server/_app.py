@@ -1,0 +1,62 @@
+"""Build the FastAPI app: routers, error bodies, the version gate, and the plane's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from arkor._version import __version__
+from arkor.server._db import Database
+from arkor.server._errors import install_error_handlers
+from arkor.server._events import EventHub
+from arkor.server._inference import InferenceWorker
+from arkor.server._jobs import Supervisor
+from arkor.server._plane import Plane
+from arkor.server._settings import Settings, load_settings
+from arkor.server._store import new_id
+from arkor.server._version_gate import VersionGate
+from arkor.server.routes import api_router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The control plane as an ASGI app; its database and workers start with its lifespan."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for folder in (settings.artifacts_dir, settings.uploads_dir, settings.logs_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.database_path)
+        hub = EventHub()
+        hub.bind(asyncio.get_running_loop())
+        plane_id = new_id("plane")
+        supervisor = Supervisor(settings=settings, db=db, hub=hub, plane_id=plane_id)
+        inference = InferenceWorker(settings)
+        app.state.plane = Plane(plane_id, settings, db, hub, supervisor, inference)
+        await supervisor.start()
+        try:
+            yield
+        finally:
+            await supervisor.stop()
+            await inference.stop()
+            db.close()
+
+    app = FastAPI(
+        title="Arkor control plane",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(api_router)
+    app.add_middleware(
+        VersionGate,
+        min_version=settings.min_client_version,
+        deprecated_below=settings.deprecated_below,
+        sunset=settings.sunset,
+    )
+    return app

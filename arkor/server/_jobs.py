@@ -1,0 +1,201 @@
+"""The job queue: one worker process per running job, at most ``max_jobs`` at once.
+
+Workers are started through one entry point (``python -m arkor.engine.worker``) with the
+plane's URL, the job id and a job-scoped token (in the environment, never on the command
+line), and report everything over HTTP. This plane only watches their exit: a worker
+that ends without a terminal event has its job failed with the reason. The plane's own
+heartbeat (table ``planes``) and the workers' heartbeats (``jobs.lease_at``) form the
+owner lease that lets a later plane fail jobs orphaned by one that died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+
+from arkor.cloud import utc_now
+from arkor.server import _store as store
+from arkor.server._db import Database, in_thread
+from arkor.server._events import EventHub
+from arkor.server._settings import Settings
+
+logger = logging.getLogger("arkor.server")
+
+PLANE_STOPPED = (
+    "The control plane stopped while this job was running, so the run was lost; start it again."
+)
+JOB_TOKEN_ENV = "ARKOR_JOB_TOKEN"
+"""Where ``arkor.engine.worker`` reads its job token (never from its command line)."""
+_STOP_TIMEOUT = 10.0
+
+
+class Supervisor:
+    """Claims queued jobs, runs their workers, records how they end, and keeps the lease."""
+
+    def __init__(self, *, settings: Settings, db: Database, hub: EventHub, plane_id: str) -> None:
+        self.settings = settings
+        self.db = db
+        self.hub = hub
+        self.plane_id = plane_id
+        self.started_at = utc_now()
+        self._workers: dict[str, asyncio.subprocess.Process] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._killed: set[str] = set()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_beat = 0.0
+
+    @property
+    def beat_interval(self) -> float:
+        return min(self.settings.lease_ttl / 3, 5.0)
+
+    async def start(self) -> None:
+        """Announce this plane, fail jobs orphaned by dead planes, then start scheduling."""
+        self._loop = asyncio.get_running_loop()
+        await self._keep_lease()
+        self._task = asyncio.create_task(self._run(), name="arkor-supervisor")
+
+    def wake(self) -> None:
+        """Look for work now (a job was queued or a worker ended); any thread may call it."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def stop(self) -> None:
+        """Stop scheduling, stop every worker, and fail their jobs with the reason."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for process in self._workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        if self._watchers:
+            await asyncio.wait(self._watchers, timeout=_STOP_TIMEOUT)
+        for process in self._workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        if self._watchers:
+            await asyncio.wait(self._watchers)
+        await in_thread(store.remove_plane, db=self.db, plane_id=self.plane_id)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                if time.monotonic() - self._last_beat >= self.beat_interval:
+                    await self._keep_lease()
+                await self._fill()
+            except Exception:  # a database hiccup must not end scheduling for good
+                logger.exception("The job scheduler hit an error; retrying.")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.beat_interval)
+
+    async def _keep_lease(self) -> None:
+        """Beat this plane's heartbeat, fail orphans of dead planes, kill workers ignoring a cancel."""
+        self._last_beat = time.monotonic()
+        await in_thread(
+            store.beat_plane,
+            db=self.db,
+            plane_id=self.plane_id,
+            pid=os.getpid(),
+            url=self.settings.plane_url,
+            started_at=self.started_at,
+        )
+        orphans = await in_thread(
+            store.recover_orphans,
+            db=self.db,
+            lease_ttl=self.settings.lease_ttl,
+            reason=PLANE_STOPPED,
+        )
+        for job_id in orphans:
+            logger.warning("Job %s was orphaned by a stopped control plane; marked failed.", job_id)
+            self.hub.notify(job_id)
+        overdue = await in_thread(
+            store.overdue_cancels, db=self.db, owner=self.plane_id, grace=self.settings.cancel_grace
+        )
+        for job_id in overdue:
+            process = self._workers.get(job_id)
+            if process is not None and job_id not in self._killed:
+                logger.warning("The worker of job %s ignored a cancel; stopping it.", job_id)
+                self._killed.add(job_id)
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+
+    async def _fill(self) -> None:
+        while not self._stopping:
+            token = secrets.token_urlsafe(32)
+            job = await in_thread(
+                store.claim_next_job,
+                db=self.db,
+                plane_id=self.plane_id,
+                max_jobs=self.settings.max_jobs,
+                token_hash=store.hash_token(token),
+                lease_ttl=self.settings.lease_ttl,
+            )
+            if job is None:
+                return
+            await self._spawn(job.id, token)
+
+    async def _spawn(self, job_id: str, token: str) -> None:
+        settings = self.settings
+        settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = settings.logs_dir / f"{job_id}.log"
+        command = [
+            *settings.worker_command,
+            "--plane-url",
+            settings.plane_url,
+            "--job-id",
+            job_id,
+            "--artifacts",
+            str(settings.artifacts_dir / job_id),
+        ]
+        try:
+            with log_path.open("ab") as log:
+                process = await asyncio.create_subprocess_exec(
+                    *command,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    env={**os.environ, "ARKOR_HOME": str(settings.home), JOB_TOKEN_ENV: token},
+                    start_new_session=True,  # Ctrl-C reaches the plane, which stops workers itself
+                )
+        except OSError as error:
+            await self._end(job_id, f"The worker could not be started ({command[0]}): {error}.")
+            return
+        logger.info("Job %s started in worker process %d.", job_id, process.pid)
+        self._workers[job_id] = process
+        watcher = asyncio.create_task(self._watch(job_id, process, log_path.name))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def _watch(self, job_id: str, process: asyncio.subprocess.Process, log: str) -> None:
+        code = await process.wait()
+        self._workers.pop(job_id, None)
+        self._killed.discard(job_id)
+        if self._stopping:
+            reason = PLANE_STOPPED
+        else:
+            reason = (
+                f"The worker process exited with code {code} before reporting how the run "
+                f"ended; its output is in {self.settings.logs_dir / log}."
+            )
+        await self._end(job_id, reason)
+        self.wake()
+
+    async def _end(self, job_id: str, reason: str) -> None:
+        """Give a job whose worker is gone its terminal event, unless it already has one."""
+        job = await in_thread(store.get_job, db=self.db, job_id=job_id)
+        if job is None or job.terminal:
+            return
+        if job.cancel_requested:
+            await in_thread(store.cancel_unfinished, db=self.db, job_id=job_id)
+        else:
+            await in_thread(store.fail_job, db=self.db, job_id=job_id, error=reason)
+        self.hub.notify(job_id)

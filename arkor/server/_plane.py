@@ -1,0 +1,23 @@
+"""What one running plane holds: its settings, database, event hub, job supervisor, inference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arkor.server._db import Database
+from arkor.server._events import EventHub
+from arkor.server._inference import InferenceWorker
+from arkor.server._jobs import Supervisor
+from arkor.server._settings import Settings
+
+
+@dataclass(frozen=True)
+class Plane:
+    """The state routes reach through ``deps``; built by the app's lifespan."""
+
+    id: str
+    settings: Settings
+    db: Database
+    hub: EventHub
+    supervisor: Supervisor
+    inference: InferenceWorker

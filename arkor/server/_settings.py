@@ -1,0 +1,138 @@
+"""The plane's settings, read from ``ARKOR_*`` variables by a function, so every plane
+(and every test) gets its own home and limits."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from arkor.errors import UsageError
+
+DEFAULT_PORT = 8765
+LOOPBACK = "127.0.0.1"
+
+
+def _default_worker_command() -> tuple[str, ...]:
+    return (sys.executable, "-m", "arkor.engine.worker")
+
+
+def _default_inference_command() -> tuple[str, ...]:
+    return (sys.executable, "-m", "arkor.engine.serve_inference")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one control plane needs to know; see :func:`load_settings` for the variables."""
+
+    home: Path
+    host: str = LOOPBACK
+    port: int = DEFAULT_PORT
+    public_url: str | None = None
+    """How workers reach this plane; defaults to the address it listens on."""
+    max_jobs: int = 1
+    min_client_version: str | None = None
+    deprecated_below: str | None = None
+    sunset: str | None = None
+    """An HTTP date sent as ``Sunset`` to clients below ``deprecated_below``."""
+    ping_interval: float = 15.0
+    follow_poll_interval: float = 2.0
+    """How often an idle event stream re-reads the database, for events another plane stored."""
+    lease_ttl: float = 30.0
+    """A running job whose worker and owning plane have both been silent this long is failed."""
+    cancel_grace: float = 60.0
+    """How long a worker may take to stop after a cancel before it is killed."""
+    worker_command: tuple[str, ...] = field(default_factory=_default_worker_command)
+    inference_command: tuple[str, ...] = field(default_factory=_default_inference_command)
+    idempotency_ttl: float = 24 * 3600.0
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "local"
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / "arkor.db"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.state_dir / "artifacts"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.state_dir / "uploads"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def plane_url(self) -> str:
+        """The URL this plane's workers post to."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = LOOPBACK if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``environ`` (default: the process environment).
+
+    ``ARKOR_HOME`` (default ``~/.arkor``; state under ``<home>/local``), ``ARKOR_HOST``,
+    ``ARKOR_PORT``, ``ARKOR_PUBLIC_URL``, ``ARKOR_MAX_JOBS``, ``ARKOR_MIN_CLIENT_VERSION``,
+    ``ARKOR_DEPRECATED_BELOW``, ``ARKOR_SUNSET``, ``ARKOR_SSE_PING_SECONDS``,
+    ``ARKOR_LEASE_TTL_SECONDS``, ``ARKOR_CANCEL_GRACE_SECONDS``, ``ARKOR_WORKER_COMMAND``
+    and ``ARKOR_INFERENCE_COMMAND`` (shell words; a wrapper such as another interpreter).
+    """
+    env = os.environ if environ is None else environ
+    configured = env.get("ARKOR_HOME")
+    home = Path(configured).expanduser() if configured else Path.home() / ".arkor"
+    overrides: dict[str, Any] = {}
+    if value := env.get("ARKOR_HOST"):
+        overrides["host"] = value
+    if value := env.get("ARKOR_PORT"):
+        overrides["port"] = _number(int, "ARKOR_PORT", value, minimum=0)
+    if value := env.get("ARKOR_PUBLIC_URL"):
+        overrides["public_url"] = value
+    if value := env.get("ARKOR_MAX_JOBS"):
+        overrides["max_jobs"] = _number(int, "ARKOR_MAX_JOBS", value, minimum=1)
+    for name, key in (
+        ("ARKOR_MIN_CLIENT_VERSION", "min_client_version"),
+        ("ARKOR_DEPRECATED_BELOW", "deprecated_below"),
+        ("ARKOR_SUNSET", "sunset"),
+    ):
+        if value := env.get(name):
+            overrides[key] = value
+    for name, key in (
+        ("ARKOR_SSE_PING_SECONDS", "ping_interval"),
+        ("ARKOR_LEASE_TTL_SECONDS", "lease_ttl"),
+        ("ARKOR_CANCEL_GRACE_SECONDS", "cancel_grace"),
+    ):
+        if value := env.get(name):
+            overrides[key] = _number(float, name, value, minimum=0.01)
+    for name, key in (
+        ("ARKOR_WORKER_COMMAND", "worker_command"),
+        ("ARKOR_INFERENCE_COMMAND", "inference_command"),
+    ):
+        if value := env.get(name):
+            overrides[key] = tuple(shlex.split(value))
+    return Settings(home=home, **overrides)
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _number(kind: type[_Number], name: str, value: str, *, minimum: _Number) -> _Number:
+    try:
+        number = kind(value)
+    except ValueError:
+        raise UsageError(f"{name} must be a number, not `{value}`.") from None
+    if number < minimum:
+        raise UsageError(f"{name} must be at least {minimum}, not {value}.")
+    return number

@@ -1,0 +1,572 @@
+"""Data access for the plane: keyword-only functions over :class:`~arkor.server._db.Database`.
+
+Rows are server-private dataclasses; routes turn them into wire models. Every step that
+reads and then writes runs in one ``BEGIN IMMEDIATE`` transaction, so two planes sharing
+the file (DESIGN.md decision 4) can't claim one job twice or interleave a job's events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from arkor.cloud import TERMINAL_JOB_STATUSES, JobConfig, TrainingFailed, TrainingJob, utc_now
+from arkor.server._db import Database
+
+_STATUS_AFTER = {
+    "training.completed": "completed",
+    "training.failed": "failed",
+    "training.cancelled": "cancelled",
+}
+
+
+class IdempotencyConflict(Exception):
+    """An ``Idempotency-Key`` was reused with a different request body."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The identity behind a bearer token."""
+
+    user_id: str
+    kind: str
+    anonymous_id: str | None
+
+
+@dataclass(frozen=True)
+class OrgRow:
+    id: str
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    id: str
+    org_id: str
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True)
+class UploadRow:
+    id: str
+    project_id: str
+    sha256: str
+    size: int
+    name: str | None
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: str
+    org_id: str
+    project_id: str
+    name: str
+    status: str
+    config: str
+    error: str | None
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+    owner: str | None
+    cancel_requested: bool
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_JOB_STATUSES
+
+    def to_wire(self) -> TrainingJob:
+        return TrainingJob.model_validate(
+            {
+                "id": self.id,
+                "orgId": self.org_id,
+                "projectId": self.project_id,
+                "name": self.name,
+                "status": self.status,
+                "config": JobConfig.model_validate_json(self.config),
+                "error": self.error,
+                "createdAt": self.created_at,
+                "startedAt": self.started_at,
+                "completedAt": self.completed_at,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    type: str
+    data: str
+    """The event's wire JSON, exactly as it is streamed."""
+
+
+@dataclass(frozen=True)
+class EventAck:
+    """What an event append answers a worker: the stored id and whether to stop."""
+
+    id: int
+    cancel_requested: bool
+
+
+def new_id(prefix: str) -> str:
+    """An opaque, unguessable id such as ``job_3f2a...``."""
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def hash_token(token: str) -> str:
+    """Tokens are 32 random bytes, so an unsalted sha256 is enough to store them safely."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+# --- identity ------------------------------------------------------------------------------
+
+
+def create_anonymous_identity(*, db: Database, token_hash: str) -> tuple[Principal, OrgRow]:
+    """A new anonymous user, its personal org (as owner) and its token."""
+    now = utc_now()
+    user = Principal(new_id("user"), "anonymous", new_id("anon"))
+    suffix = secrets.token_hex(4)
+    org = OrgRow(new_id("org"), f"anon-{suffix}", f"Personal ({suffix})")
+    with db.transaction() as connection:
+        connection.execute(
+            "INSERT INTO users (id, kind, anonymous_id, created_at) VALUES (?, ?, ?, ?)",
+            (user.user_id, user.kind, user.anonymous_id, now),
+        )
+        connection.execute(
+            "INSERT INTO orgs (id, slug, name, created_at) VALUES (?, ?, ?, ?)",
+            (org.id, org.slug, org.name, now),
+        )
+        connection.execute(
+            "INSERT INTO memberships (org_id, user_id, role) VALUES (?, ?, 'owner')",
+            (org.id, user.user_id),
+        )
+        connection.execute(
+            "INSERT INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)",
+            (token_hash, user.user_id, now),
+        )
+    return user, org
+
+
+def principal_for_token(*, db: Database, token_hash: str) -> Principal | None:
+    row = (
+        db.connection()
+        .execute(
+            "SELECT u.id, u.kind, u.anonymous_id FROM tokens t JOIN users u ON u.id = t.user_id "
+            "WHERE t.hash = ?",
+            (token_hash,),
+        )
+        .fetchone()
+    )
+    return Principal(row["id"], row["kind"], row["anonymous_id"]) if row else None
+
+
+def user_orgs(*, db: Database, user_id: str) -> list[OrgRow]:
+    rows = db.connection().execute(
+        "SELECT o.id, o.slug, o.name FROM orgs o JOIN memberships m ON m.org_id = o.id "
+        "WHERE m.user_id = ? ORDER BY o.slug",
+        (user_id,),
+    )
+    return [OrgRow(row["id"], row["slug"], row["name"]) for row in rows]
+
+
+def member_org(*, db: Database, user_id: str, org_slug: str) -> OrgRow | None:
+    """The org named ``org_slug`` when ``user_id`` belongs to it, else None (never 'forbidden')."""
+    row = (
+        db.connection()
+        .execute(
+            "SELECT o.id, o.slug, o.name FROM orgs o JOIN memberships m ON m.org_id = o.id "
+            "WHERE m.user_id = ? AND o.slug = ?",
+            (user_id, org_slug),
+        )
+        .fetchone()
+    )
+    return OrgRow(row["id"], row["slug"], row["name"]) if row else None
+
+
+# --- projects ------------------------------------------------------------------------------
+
+
+def list_projects(*, db: Database, org_id: str) -> list[ProjectRow]:
+    rows = db.connection().execute(
+        "SELECT id, org_id, slug, name FROM projects WHERE org_id = ? ORDER BY created_at, slug",
+        (org_id,),
+    )
+    return [_project(row) for row in rows]
+
+
+def create_project(*, db: Database, org_id: str, slug: str, name: str) -> ProjectRow | None:
+    """The new project, or None when the org already has one with ``slug``."""
+    project = ProjectRow(new_id("proj"), org_id, slug, name)
+    try:
+        with db.transaction() as connection:
+            connection.execute(
+                "INSERT INTO projects (id, org_id, slug, name, created_at) VALUES (?, ?, ?, ?, ?)",
+                (project.id, org_id, slug, name, utc_now()),
+            )
+    except sqlite3.IntegrityError:
+        return None
+    return project
+
+
+def member_project(
+    *, db: Database, user_id: str, org_slug: str, project_slug: str
+) -> ProjectRow | None:
+    """The project when ``user_id`` belongs to its org; None when it doesn't exist *or* they don't."""
+    row = (
+        db.connection()
+        .execute(
+            "SELECT p.id, p.org_id, p.slug, p.name FROM projects p "
+            "JOIN orgs o ON o.id = p.org_id JOIN memberships m ON m.org_id = o.id "
+            "WHERE m.user_id = ? AND o.slug = ? AND p.slug = ?",
+            (user_id, org_slug, project_slug),
+        )
+        .fetchone()
+    )
+    return _project(row) if row else None
+
+
+def _project(row: sqlite3.Row) -> ProjectRow:
+    return ProjectRow(row["id"], row["org_id"], row["slug"], row["name"])
+
+
+# --- uploads -------------------------------------------------------------------------------
+
+
+def find_upload(
+    *, db: Database, project_id: str, upload_id: str | None = None, sha256: str | None = None
+) -> UploadRow | None:
+    """The project's upload with ``upload_id``, or else the one with ``sha256``."""
+    query = "SELECT * FROM uploads WHERE project_id = ? AND " + (
+        "id = ?" if upload_id is not None else "sha256 = ?"
+    )
+    row = db.connection().execute(query, (project_id, upload_id or sha256)).fetchone()
+    return _upload(row) if row else None
+
+
+def create_upload(
+    *, db: Database, project_id: str, sha256: str, size: int, name: str | None
+) -> tuple[UploadRow, bool]:
+    """The project's upload of these bytes and whether it is new (False: it already had them)."""
+    with db.transaction() as connection:
+        row = connection.execute(
+            "SELECT * FROM uploads WHERE project_id = ? AND sha256 = ?", (project_id, sha256)
+        ).fetchone()
+        if row is not None:
+            return _upload(row), False
+        upload = UploadRow(new_id("upl"), project_id, sha256, size, name)
+        connection.execute(
+            "INSERT INTO uploads (id, project_id, sha256, size, name, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (upload.id, project_id, sha256, size, name, utc_now()),
+        )
+    return upload, True
+
+
+def _upload(row: sqlite3.Row) -> UploadRow:
+    return UploadRow(row["id"], row["project_id"], row["sha256"], row["size"], row["name"])
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+
+def create_job(
+    *,
+    db: Database,
+    project: ProjectRow,
+    name: str,
+    config: dict[str, Any],
+    plane_id: str,
+    idempotency_key: str | None = None,
+    idempotency_ttl: float = 24 * 3600.0,
+) -> tuple[JobRow, bool]:
+    """A new queued job, or (with an ``idempotency_key`` seen within the TTL) the one it made.
+
+    The second value is True for a replay. The same key with another body raises
+    :class:`IdempotencyConflict`.
+    """
+    config_json = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    body_sha256 = hashlib.sha256(f"{name}\0{config_json}".encode()).hexdigest()
+    now = time.time()
+    with db.transaction() as connection:
+        if idempotency_key is not None:
+            seen = connection.execute(
+                "SELECT body_sha256, job_id, created_at FROM idempotency_keys "
+                "WHERE project_id = ? AND key = ?",
+                (project.id, idempotency_key),
+            ).fetchone()
+            if seen is not None and seen["created_at"] >= now - idempotency_ttl:
+                if seen["body_sha256"] != body_sha256:
+                    raise IdempotencyConflict(idempotency_key)
+                job = _job_where(connection, "id = ?", (seen["job_id"],))
+                if job is not None:
+                    return job, True
+            connection.execute(
+                "DELETE FROM idempotency_keys WHERE project_id = ? AND key = ?",
+                (project.id, idempotency_key),
+            )
+        job_id = new_id("job")
+        connection.execute(
+            "INSERT INTO jobs (id, org_id, project_id, name, status, config, created_at, "
+            "created_by) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (job_id, project.org_id, project.id, name, config_json, utc_now(), plane_id),
+        )
+        if idempotency_key is not None:
+            connection.execute(
+                "INSERT INTO idempotency_keys (project_id, key, body_sha256, job_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (project.id, idempotency_key, body_sha256, job_id, now),
+            )
+        job = _job_where(connection, "id = ?", (job_id,))
+    assert job is not None
+    return job, False
+
+
+def list_jobs(*, db: Database, project_id: str) -> list[JobRow]:
+    """The project's jobs, newest first."""
+    rows = db.connection().execute(
+        "SELECT * FROM jobs WHERE project_id = ? ORDER BY seq DESC", (project_id,)
+    )
+    return [_job(row) for row in rows]
+
+
+def get_job(*, db: Database, job_id: str, project_id: str | None = None) -> JobRow | None:
+    """The job, or None when it doesn't exist or (with ``project_id``) belongs elsewhere."""
+    if project_id is None:
+        return _job_where(db.connection(), "id = ?", (job_id,))
+    return _job_where(db.connection(), "id = ? AND project_id = ?", (job_id, project_id))
+
+
+CancelOutcome = Literal["terminal", "cancelled", "requested"]
+
+
+def request_cancel(*, db: Database, job_id: str) -> CancelOutcome:
+    """Cancel a queued job at once, ask a running one to stop, refuse a finished one."""
+    with db.transaction() as connection:
+        job = _job_where(connection, "id = ?", (job_id,))
+        if job is None or job.terminal:
+            return "terminal"
+        if job.status == "queued":
+            _append(connection, job, "training.cancelled", {"type": "training.cancelled"})
+            return "cancelled"
+        connection.execute(
+            "UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?) WHERE id = ?",
+            (time.time(), job_id),
+        )
+    return "requested"
+
+
+def claim_next_job(
+    *, db: Database, plane_id: str, max_jobs: int, token_hash: str, lease_ttl: float
+) -> JobRow | None:
+    """Move the oldest job this plane may run from ``queued`` to ``running``, owned by it.
+
+    A plane runs the jobs it accepted, and those of planes that have stopped; at most
+    ``max_jobs`` at once.
+    """
+    now = time.time()
+    with db.transaction() as connection:
+        (running,) = connection.execute(
+            "SELECT COUNT(*) FROM jobs WHERE status = 'running' AND owner = ?", (plane_id,)
+        ).fetchone()
+        if running >= max_jobs:
+            return None
+        row = connection.execute(
+            "SELECT id FROM jobs j WHERE status = 'queued' AND (created_by = ? OR NOT EXISTS "
+            "(SELECT 1 FROM planes p WHERE p.id = j.created_by AND p.heartbeat_at > ?)) "
+            "ORDER BY seq LIMIT 1",
+            (plane_id, now - lease_ttl),
+        ).fetchone()
+        if row is None:
+            return None
+        connection.execute(
+            "UPDATE jobs SET status = 'running', owner = ?, lease_at = ?, token_hash = ?, "
+            "started_at = COALESCE(started_at, ?) WHERE id = ?",
+            (plane_id, now, token_hash, utc_now(), row["id"]),
+        )
+        return _job_where(connection, "id = ?", (row["id"],))
+
+
+def job_for_token(*, db: Database, job_id: str, token_hash: str) -> JobRow | None:
+    """The job when ``token_hash`` is its worker's token.
+
+    The token outlives the run so a worker can retry a terminal event whose answer it
+    lost; events after the end are refused by :func:`append_event`.
+    """
+    return _job_where(db.connection(), "id = ? AND token_hash = ?", (job_id, token_hash))
+
+
+def touch_lease(*, db: Database, job_id: str) -> bool:
+    """Record that the job's worker is alive; return whether a cancel was requested."""
+    connection = db.connection()
+    connection.execute("UPDATE jobs SET lease_at = ? WHERE id = ?", (time.time(), job_id))
+    row = connection.execute(
+        "SELECT cancel_requested_at FROM jobs WHERE id = ?", (job_id,)
+    ).fetchone()
+    return row is not None and row["cancel_requested_at"] is not None
+
+
+def append_event(
+    *, db: Database, job_id: str, data: dict[str, Any], worker_seq: int | None = None
+) -> EventAck | None:
+    """Store one event (with the next id) and apply its status change; None if the job ended.
+
+    ``worker_seq`` numbers a worker's events so a retried POST whose answer was lost is
+    stored once.
+    """
+    with db.transaction() as connection:
+        row = connection.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        job = _job(row)
+        cancel = job.cancel_requested
+        if worker_seq is not None and worker_seq <= row["worker_seq"]:
+            return EventAck(row["last_event"], cancel)
+        if job.terminal:
+            return None
+        event_id = _append(connection, job, str(data["type"]), data)
+        connection.execute(
+            "UPDATE jobs SET lease_at = ?, worker_seq = COALESCE(?, worker_seq) WHERE id = ?",
+            (time.time(), worker_seq, job_id),
+        )
+    return EventAck(event_id, cancel)
+
+
+def fail_job(*, db: Database, job_id: str, error: str) -> bool:
+    """End an unfinished job as failed with ``error``; False when it had already ended."""
+    with db.transaction() as connection:
+        job = _job_where(connection, "id = ?", (job_id,))
+        if job is None or job.terminal:
+            return False
+        _append(connection, job, "training.failed", _failed(job_id, error))
+    return True
+
+
+def cancel_unfinished(*, db: Database, job_id: str) -> bool:
+    """End a job whose worker stopped after a cancel without saying so, as cancelled."""
+    with db.transaction() as connection:
+        job = _job_where(connection, "id = ?", (job_id,))
+        if job is None or job.terminal:
+            return False
+        _append(connection, job, "training.cancelled", {"type": "training.cancelled"})
+    return True
+
+
+def overdue_cancels(*, db: Database, owner: str, grace: float) -> list[str]:
+    """Running jobs of ``owner`` asked to stop more than ``grace`` seconds ago."""
+    rows = db.connection().execute(
+        "SELECT id FROM jobs WHERE status = 'running' AND owner = ? AND cancel_requested_at < ?",
+        (owner, time.time() - grace),
+    )
+    return [row["id"] for row in rows]
+
+
+def events_after(*, db: Database, job_id: str, after: int, limit: int) -> list[StoredEvent]:
+    rows = db.connection().execute(
+        "SELECT id, type, data FROM events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?",
+        (job_id, after, limit),
+    )
+    return [StoredEvent(row[0], row[1], row[2]) for row in rows]
+
+
+# --- planes and leases ---------------------------------------------------------------------
+
+
+def beat_plane(*, db: Database, plane_id: str, pid: int, url: str, started_at: str) -> None:
+    """Record that this plane is alive (and forget planes long gone)."""
+    now = time.time()
+    with db.transaction() as connection:
+        connection.execute(
+            "INSERT INTO planes (id, pid, url, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            (plane_id, pid, url, started_at, now),
+        )
+        connection.execute("DELETE FROM planes WHERE heartbeat_at < ?", (now - 7 * 24 * 3600,))
+
+
+def remove_plane(*, db: Database, plane_id: str) -> None:
+    with db.transaction() as connection:
+        connection.execute("DELETE FROM planes WHERE id = ?", (plane_id,))
+
+
+def recover_orphans(*, db: Database, lease_ttl: float, reason: str) -> list[str]:
+    """Fail running jobs whose owning plane *and* worker have both been silent for ``lease_ttl``.
+
+    A job whose owner is a live plane is never touched: that plane watches its worker.
+    """
+    cutoff = time.time() - lease_ttl
+    failed: list[str] = []
+    with db.transaction() as connection:
+        rows = connection.execute(
+            "SELECT * FROM jobs j WHERE status = 'running' AND COALESCE(lease_at, 0) < ? "
+            "AND NOT EXISTS (SELECT 1 FROM planes p WHERE p.id = j.owner AND p.heartbeat_at >= ?)",
+            (cutoff, cutoff),
+        ).fetchall()
+        for row in rows:
+            job = _job(row)
+            _append(connection, job, "training.failed", _failed(job.id, reason))
+            failed.append(job.id)
+    return failed
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _append(
+    connection: sqlite3.Connection, job: JobRow, event_type: str, data: dict[str, Any]
+) -> int:
+    """Insert the event with the job's next id and move the job to the status it implies."""
+    wire = {**data, "type": event_type, "jobId": job.id}
+    wire.setdefault("timestamp", utc_now())
+    (event_id,) = connection.execute(
+        "UPDATE jobs SET last_event = last_event + 1 WHERE id = ? RETURNING last_event", (job.id,)
+    ).fetchone()
+    connection.execute(
+        "INSERT INTO events (job_id, id, type, data) VALUES (?, ?, ?, ?)",
+        (job.id, event_id, event_type, json.dumps(wire, ensure_ascii=False, separators=(",", ":"))),
+    )
+    status = _STATUS_AFTER.get(event_type)
+    if status is not None:
+        connection.execute(
+            "UPDATE jobs SET status = ?, error = ?, completed_at = ? WHERE id = ?",
+            (status, wire.get("error") if status == "failed" else None, utc_now(), job.id),
+        )
+    elif event_type == "training.started" and job.status == "queued":
+        connection.execute(
+            "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?",
+            (utc_now(), job.id),
+        )
+    return int(event_id)
+
+
+def _failed(job_id: str, error: str) -> dict[str, Any]:
+    return TrainingFailed(job_id=job_id, error=error).to_wire()
+
+
+def _job_where(
+    connection: sqlite3.Connection, where: str, params: tuple[Any, ...]
+) -> JobRow | None:
+    row = connection.execute(f"SELECT * FROM jobs WHERE {where}", params).fetchone()
+    return _job(row) if row else None
+
+
+def _job(row: sqlite3.Row) -> JobRow:
+    return JobRow(
+        id=row["id"],
+        org_id=row["org_id"],
+        project_id=row["project_id"],
+        name=row["name"],
+        status=row["status"],
+        config=row["config"],
+        error=row["error"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        owner=row["owner"],
+        cancel_requested=row["cancel_requested_at"] is not None,
+    )

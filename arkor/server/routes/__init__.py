@@ -1,0 +1,22 @@
+"""The API: one router per resource, included here and nowhere else."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from arkor.server.routes import (
+    artifacts,
+    auth,
+    events,
+    inference,
+    internal,
+    jobs,
+    projects,
+    uploads,
+)
+
+api_router = APIRouter()
+for _module in (auth, projects, jobs, events, artifacts, uploads, inference, internal):
+    api_router.include_router(_module.router)
+
+__all__ = ["api_router"]

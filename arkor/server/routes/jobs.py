@@ -1,0 +1,101 @@
+"""Training jobs: create (idempotent with ``Idempotency-Key``), list, get, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from pydantic import TypeAdapter
+
+from arkor.cloud import (
+    FileDatasetSource,
+    JobCreate,
+    JobEnvelope,
+    JobEvent,
+    JobList,
+)
+from arkor.server import _store as store
+from arkor.server._errors import ApiError
+from arkor.server.deps import JobDep, PlaneDep, ProjectDep, StoreDep
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+_EVENT = TypeAdapter[JobEvent](JobEvent)
+
+
+@router.post("", response_model=JobEnvelope, status_code=201, response_model_exclude_none=True)
+def create_job(
+    plane: PlaneDep,
+    project: ProjectDep,
+    body: JobCreate,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+) -> JobEnvelope:
+    """Queue a job; retrying with the same key and body within 24 h returns the same job."""
+    source = body.config.dataset_source
+    if isinstance(source, FileDatasetSource):
+        if source.upload_id is None:
+            raise ApiError(
+                422,
+                "A `file` dataset needs an `uploadId`: upload the file with POST /v1/uploads first.",
+            )
+        if (
+            store.find_upload(db=plane.db, project_id=project.id, upload_id=source.upload_id)
+            is None
+        ):
+            raise ApiError(422, f"Upload `{source.upload_id}` is not in this project.")
+    try:
+        job, replayed = store.create_job(
+            db=plane.db,
+            project=project,
+            name=body.name,
+            config=body.config.to_wire(),
+            plane_id=plane.id,
+            idempotency_key=idempotency_key,
+            idempotency_ttl=plane.settings.idempotency_ttl,
+        )
+    except store.IdempotencyConflict:
+        raise ApiError(
+            422,
+            f"Idempotency-Key `{idempotency_key}` was already used for a different job request; "
+            "use a fresh key for a new job.",
+        ) from None
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        plane.supervisor.wake()
+    return JobEnvelope(job=job.to_wire())
+
+
+@router.get("", response_model=JobList, response_model_exclude_none=True)
+def list_jobs(db: StoreDep, project: ProjectDep) -> JobList:
+    """The project's jobs, newest first."""
+    return JobList(jobs=[job.to_wire() for job in store.list_jobs(db=db, project_id=project.id)])
+
+
+@router.get("/{job_id}", response_model=JobEnvelope, response_model_exclude_none=True)
+def get_job(db: StoreDep, job: JobDep, events: Annotated[bool, Query()] = True) -> JobEnvelope:
+    """The job, with its stored events unless ``events=false``."""
+    if not events:
+        return JobEnvelope(job=job.to_wire())
+    stored = store.events_after(db=db, job_id=job.id, after=0, limit=-1)
+    return JobEnvelope(
+        job=job.to_wire(), events=[_EVENT.validate_json(event.data) for event in stored]
+    )
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobEnvelope,
+    status_code=202,
+    response_model_exclude_none=True,
+)
+def cancel_job(plane: PlaneDep, job: JobDep) -> JobEnvelope:
+    """Cancel: a queued job ends now; a running one stops within a step (its worker polls)."""
+    outcome = store.request_cancel(db=plane.db, job_id=job.id)
+    if outcome == "terminal":
+        raise ApiError(409, f"Job `{job.id}` has already ended ({job.status}); nothing to cancel.")
+    plane.hub.notify(job.id)
+    current = store.get_job(db=plane.db, job_id=job.id)
+    assert current is not None
+    return JobEnvelope(job=current.to_wire())

@@ -1,0 +1,82 @@
+"""Dataset uploads: raw bytes checked against ``X-Content-Sha256``, stored once per content.
+
+Files live under ``uploads/<sha256>`` (shared by every project); the database says which
+projects hold which digest. A project that already holds a digest gets its existing
+upload back without the bytes being stored again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
+
+from arkor.cloud import Upload, UploadEnvelope
+from arkor.server import _store as store
+from arkor.server._db import in_thread
+from arkor.server._errors import ApiError
+from arkor.server._store import UploadRow
+from arkor.server.deps import PlaneDep, ProjectDep
+
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _wire(upload: UploadRow) -> UploadEnvelope:
+    return UploadEnvelope(upload=Upload(id=upload.id, sha256=upload.sha256, size=upload.size))
+
+
+@router.post("", response_model=UploadEnvelope, status_code=201, response_model_exclude_none=True)
+async def create_upload(
+    request: Request,
+    response: Response,
+    plane: PlaneDep,
+    project: ProjectDep,
+    content_sha256: Annotated[str, Header(alias="X-Content-Sha256")],
+    filename: Annotated[str | None, Header(alias="X-Filename", max_length=255)] = None,
+) -> UploadEnvelope:
+    """Store the body (201), or return the project's upload of the same bytes (200).
+
+    ``X-Filename`` (optional) keeps the file's name, whose extension tells the worker
+    the dataset's format when the job config names no path.
+    """
+    digest = content_sha256.strip().lower()
+    if not _SHA256.fullmatch(digest):
+        raise ApiError(422, "X-Content-Sha256 must be the body's sha256 as 64 hex digits.")
+    existing = await in_thread(store.find_upload, db=plane.db, project_id=project.id, sha256=digest)
+    if existing is not None:
+        response.status_code = 200
+        return _wire(existing)
+    folder = plane.settings.uploads_dir
+    partial = folder / f".incoming-{secrets.token_hex(8)}"
+    hasher, size = hashlib.sha256(), 0
+    try:
+        with partial.open("wb") as handle:
+            async for chunk in request.stream():
+                hasher.update(chunk)
+                size += len(chunk)
+                handle.write(chunk)
+        if hasher.hexdigest() != digest:
+            raise ApiError(
+                422,
+                f"The body's sha256 is {hasher.hexdigest()}, not the X-Content-Sha256 {digest}: "
+                "the upload was damaged or the header names another file.",
+            )
+        target = folder / digest
+        if not target.exists():
+            os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    name = Path(filename).name if filename else None
+    upload, created = await in_thread(
+        store.create_upload, db=plane.db, project_id=project.id, sha256=digest, size=size, name=name
+    )
+    if not created:
+        response.status_code = 200
+    return _wire(upload)

@@ -1,0 +1,1 @@
+"""The cloud room: client, event stream, credentials and project state."""
