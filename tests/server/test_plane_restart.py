@@ -1,0 +1,84 @@
+"""`arkor serve` killed mid-run and started again: the job ends failed with the reason, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.utils.plane import sign_up, tiny_job, toy_dataset, upload, wait_for_status
+
+pytestmark = pytest.mark.slow
+
+
+def start_serve(home: Path) -> tuple[subprocess.Popen[str], str]:
+    """`arkor serve` on an ephemeral port, in its own process; returns it and its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "arkor", "serve", "--port", "0"],
+        env={**os.environ, "ARKOR_HOME": str(home), "ARKOR_LEASE_TTL_SECONDS": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+        if match:
+            return process, match[1]
+    raise AssertionError(f"arkor serve did not start (exit {process.wait()})")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[psutil.Process]]:
+    """Everything the test started, killed at the end whatever happens."""
+    started: list[psutil.Process] = []
+    yield started
+    for process in started:
+        for child in [*process.children(recursive=True), process] if process.is_running() else []:
+            child.kill()
+
+
+def test_a_job_whose_plane_died_ends_failed_with_the_reason(
+    tmp_path: Path, tiny_model: Path, processes: list[psutil.Process]
+) -> None:
+    home = tmp_path / "home"
+    first, url = start_serve(home)
+    processes.append(psutil.Process(first.pid))
+    caller = sign_up(url)
+    upload_id = upload(caller, toy_dataset())
+    body = tiny_job(tiny_model, upload_id, maxSteps=100000, saveSteps=100000)
+    job_id = caller.http.post("/v1/jobs", params=caller.scope, json=body).json()["job"]["id"]
+    deadline = time.monotonic() + 120
+    while True:
+        events = caller.http.get(f"/v1/jobs/{job_id}", params=caller.scope).json()["events"]
+        if sum(event["type"] == "training.log" for event in events) >= 3:
+            break
+        assert time.monotonic() < deadline, "the job never started logging"
+        time.sleep(0.2)
+    workers = psutil.Process(first.pid).children(recursive=True)
+    processes.extend(workers)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    caller.close()
+
+    second, url = start_serve(home)
+    processes.append(psutil.Process(second.pid))
+    caller.http = httpx.Client(base_url=url, headers=dict(caller.http.headers), timeout=30)
+    caller.url = url
+    job = wait_for_status(caller, job_id, {"failed"}, timeout=60)
+    assert "control plane stopped" in job["error"]
+    kept = caller.http.get(f"/v1/jobs/{job_id}", params=caller.scope).json()["events"]
+    assert [event["type"] for event in kept[: len(events)]] == [event["type"] for event in events]
+    assert kept[-1]["type"] == "training.failed"
+    caller.close()
+    second.send_signal(signal.SIGINT)
+    assert second.wait(30) == 130, "Ctrl-C stops the plane cleanly with the interrupted exit code"
