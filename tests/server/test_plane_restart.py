@@ -20,21 +20,26 @@ from tests.utils.plane import sign_up, tiny_job, toy_dataset, upload, wait_for_s
 pytestmark = pytest.mark.slow
 
 
-def start_serve(home: Path) -> tuple[subprocess.Popen[str], str]:
+def start_serve(home: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     """`arkor serve` on an ephemeral port, in its own process; returns it and its URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "arkor", "serve", "--port", "0"],
-        env={**os.environ, "ARKOR_HOME": str(home), "ARKOR_LEASE_TTL_SECONDS": "2"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "arkor", "serve", "--port", "0"],
+            env={**os.environ, "ARKOR_HOME": str(home), "ARKOR_LEASE_TTL_SECONDS": "2"},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        match = re.search(
+            r"(http://127\.0\.0\.1:\d+)", log.read_text(encoding="utf-8", errors="replace")
+        )
         if match:
             return process, match[1]
-    raise AssertionError(f"arkor serve did not start (exit {process.wait()})")
+        time.sleep(0.1)
+    raise AssertionError(
+        f"arkor serve did not start: {log.read_text(encoding='utf-8', errors='replace')}"
+    )
 
 
 @pytest.fixture
@@ -51,7 +56,7 @@ def test_a_job_whose_plane_died_ends_failed_with_the_reason(
     tmp_path: Path, tiny_model: Path, processes: list[psutil.Process]
 ) -> None:
     home = tmp_path / "home"
-    first, url = start_serve(home)
+    first, url = start_serve(home, tmp_path / "first.log")
     processes.append(psutil.Process(first.pid))
     caller = sign_up(url)
     upload_id = upload(caller, toy_dataset())
@@ -70,7 +75,7 @@ def test_a_job_whose_plane_died_ends_failed_with_the_reason(
     first.wait(10)
     caller.close()
 
-    second, url = start_serve(home)
+    second, url = start_serve(home, tmp_path / "second.log")
     processes.append(psutil.Process(second.pid))
     caller.http = httpx.Client(base_url=url, headers=dict(caller.http.headers), timeout=30)
     caller.url = url
