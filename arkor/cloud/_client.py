@@ -24,7 +24,12 @@ from pydantic import BaseModel, ValidationError
 from arkor._fs import sha256_bytes
 from arkor._version import __version__
 from arkor.cloud._credentials import Credentials, normalize_url, plane_url
-from arkor.cloud._errors import CloudApiError, PlaneUnreachableError, error_for_status
+from arkor.cloud._errors import (
+    CloudApiError,
+    NotFoundError,
+    PlaneUnreachableError,
+    error_for_status,
+)
 from arkor.cloud._models import (
     AnonymousToken,
     AnonymousTokenRequest,
@@ -279,13 +284,20 @@ class CloudApiClient:
         return destination
 
     def upload(self, scope: ProjectScope, data: bytes, *, filename: str | None = None) -> Upload:
-        """Upload a file's bytes; bytes the project already has are not stored twice.
+        """Upload a file's bytes, content-addressed: bytes the project already has aren't sent again.
 
         ``filename`` travels as ``X-Filename``: its extension tells the plane the format.
         """
+        digest = sha256_bytes(data)
+        try:
+            found = self._call("GET", f"/v1/uploads/{digest}", params=_scope(scope))
+        except NotFoundError:
+            pass
+        else:
+            return _parse(UploadEnvelope, found).upload
         headers = {
             "Content-Type": "application/octet-stream",
-            "X-Content-Sha256": sha256_bytes(data),
+            "X-Content-Sha256": digest,
         }
         if filename is not None:
             headers["X-Filename"] = filename

@@ -161,6 +161,24 @@ def test_upload_is_stored_once(client: CloudApiClient, scope: ProjectState) -> N
     assert client.upload(scope, DATA + b"\n").id != first.id
 
 
+def test_unchanged_data_is_not_sent_twice(
+    plane: RunningPlane, identity: AnonymousCredentials, scope: ProjectState
+) -> None:
+    """Uploads are content-addressed: the second upload of the same bytes sends only the digest."""
+    payload = b'{"text": "' + b"x" * 50_000 + b'"}\n'
+    with (
+        TcpProxy(plane.url.removeprefix("http://")) as proxy,
+        CloudApiClient(proxy.url, identity.token) as client,
+    ):
+        first = client.upload(scope, payload)
+        sent_once = len(proxy.received)
+        again = client.upload(scope, payload)
+        sent_twice = len(proxy.received) - sent_once
+    assert first == again
+    assert sent_once > len(payload)
+    assert sent_twice < 2_000, "the second upload asked by digest instead of sending the bytes"
+
+
 def test_job_lifecycle_and_events(client: CloudApiClient, scope: ProjectState) -> None:
     job = submit(client, scope, "events:3")
     assert job.status == "queued"

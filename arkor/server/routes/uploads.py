@@ -32,6 +32,20 @@ def _wire(upload: UploadRow) -> UploadEnvelope:
     return UploadEnvelope(upload=Upload(id=upload.id, sha256=upload.sha256, size=upload.size))
 
 
+@router.get("/{sha256}", response_model=UploadEnvelope, response_model_exclude_none=True)
+async def find_upload(sha256: str, plane: PlaneDep, project: ProjectDep) -> UploadEnvelope:
+    """The project's upload of these bytes, by digest, so a client need not send them again."""
+    digest = sha256.strip().lower()
+    existing = None
+    if _SHA256.fullmatch(digest):
+        existing = await in_thread(
+            store.find_upload, db=plane.db, project_id=project.id, sha256=digest
+        )
+    if existing is None:
+        raise ApiError(404, f"This project has no upload with sha256 {digest}.")
+    return _wire(existing)
+
+
 @router.post("", response_model=UploadEnvelope, status_code=201, response_model_exclude_none=True)
 async def create_upload(
     request: Request,
