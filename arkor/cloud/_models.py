@@ -22,6 +22,7 @@ class WireModel(BaseModel):
         populate_by_name=True,
         extra="allow",
         frozen=True,
+        defer_build=True,  # built on first use: `arkor build` needs three of these models, not fifty
     )
 
     def to_wire(self) -> dict[str, Any]:
