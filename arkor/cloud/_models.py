@@ -22,7 +22,6 @@ class WireModel(BaseModel):
         populate_by_name=True,
         extra="allow",
         frozen=True,
-        defer_build=True,  # built on first use: `arkor build` needs three of these models, not fifty
     )
 
     def to_wire(self) -> dict[str, Any]:
@@ -417,3 +416,4 @@ class WorkerAck(WireModel):
 
     event_id: int | None = None
     cancel_requested: bool = False
+
