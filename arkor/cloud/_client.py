@@ -23,21 +23,12 @@ from pydantic import BaseModel, ValidationError
 
 from arkor._fs import sha256_bytes
 from arkor._version import __version__
-from arkor.cloud._credentials import Credentials, normalize_url, plane_url
-from arkor.cloud._errors import (
-    CloudApiError,
-    NotFoundError,
-    PlaneUnreachableError,
-    error_for_status,
-)
-from arkor.cloud._models import (
+from arkor.cloud._api_models import (
     AnonymousToken,
     AnonymousTokenRequest,
-    Artifact,
     ArtifactList,
     CliConfig,
     InferenceRequest,
-    JobCreate,
     JobEnvelope,
     JobList,
     Me,
@@ -50,6 +41,14 @@ from arkor.cloud._models import (
     Upload,
     UploadEnvelope,
 )
+from arkor.cloud._credentials import Credentials, normalize_url, plane_url
+from arkor.cloud._errors import (
+    CloudApiError,
+    NotFoundError,
+    PlaneUnreachableError,
+    error_for_status,
+)
+from arkor.cloud._models import Artifact, JobCreate
 from arkor.cloud._sse import backoff_delay
 from arkor.cloud._state import ProjectScope
 

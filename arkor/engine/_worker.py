@@ -41,7 +41,7 @@ from arkor.cloud import (
     TrainingFailed,
     TrainingJob,
 )
-from arkor.cloud._models import WorkerAck, WorkerJob
+from arkor.cloud._api_models import WorkerAck, WorkerJob
 from arkor.errors import ArkorError
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Body, Header
 from fastapi.responses import FileResponse
 
 from arkor.cloud import FileDatasetSource, JobConfig, JobEvent
-from arkor.cloud._models import WorkerAck, WorkerJob
+from arkor.cloud._api_models import WorkerAck, WorkerJob
 from arkor.server import _store as store
 from arkor.server._errors import ApiError, not_found
 from arkor.server.deps import JobTokenDep, PlaneDep

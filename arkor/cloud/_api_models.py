@@ -1,0 +1,268 @@
+"""The API's request and response shapes: auth, projects, jobs, uploads, inference, workers.
+
+The job contract itself (``JobConfig``, dataset sources, events) lives in
+``arkor.cloud._models``; these envelopes build on it. They are a module of their own so
+that ``arkor build``, which needs only the job contract, doesn't pay for building them.
+OpenAI's chat shapes keep OpenAI's snake_case names on the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+
+from arkor.cloud._models import Artifact, JobConfig, JobEvent, WireModel
+
+
+class ChatMessage(WireModel):
+    """One turn of a conversation, as the chat template receives it."""
+
+    role: str
+    content: str
+
+
+class AdapterRef(WireModel):
+    """Which trained adapter answers: a job's final adapter, or one of its checkpoints."""
+
+    kind: Literal["final", "checkpoint"]
+    job_id: str
+    step: int | None = None
+
+
+class InferenceRequest(WireModel):
+    """The body of ``POST /v1/inference/chat``; without ``adapter`` the base model answers.
+
+    ``tools``, ``tool_choice``, ``response_format`` and ``structured_outputs`` are accepted
+    so OpenAI-style callers are not rejected; generation does not act on them yet.
+    """
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    adapter: AdapterRef | None = None
+    base_model: str | None = None
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = True
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    structured_outputs: dict[str, Any] | None = None
+
+
+class OpenAIModel(BaseModel):
+    """Base of the OpenAI response shapes, whose wire names are snake_case as written."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object OpenAI clients expect: absent values are sent as ``null``."""
+        return self.model_dump(mode="json")
+
+
+FinishReason = Literal["stop", "length"]
+
+
+class CompletionUsage(OpenAIModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionMessage(OpenAIModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatCompletionChoice(OpenAIModel):
+    index: int = 0
+    message: ChatCompletionMessage
+    finish_reason: FinishReason
+    logprobs: None = None
+
+
+class ChatCompletion(OpenAIModel):
+    """A whole answer: the body of a ``stream: false`` inference response."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatCompletionChoice]
+    usage: CompletionUsage
+
+
+class ChoiceDelta(OpenAIModel):
+    """What one chunk adds; fields it does not carry are left out, as OpenAI sends them."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class ChatCompletionChunkChoice(OpenAIModel):
+    index: int = 0
+    delta: ChoiceDelta
+    finish_reason: FinishReason | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(OpenAIModel):
+    """One server-sent event of a streamed answer; the last one carries ``usage``."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatCompletionChunkChoice]
+    usage: CompletionUsage | None = None
+
+
+# --- auth, identity, projects, jobs, uploads (PROTOCOL.md) ------------------------------
+
+
+class ErrorBody(WireModel):
+    """The body of every non-2xx answer: ``{"error": "message", ...}``."""
+
+    error: str
+
+
+class UpgradeRequired(ErrorBody):
+    """The 426 body: the client is older than the plane accepts."""
+
+    min_version: str | None = None
+    upgrade: str | None = None
+
+
+class OAuthConfig(WireModel):
+    issuer: str
+    client_id: str
+    audience: str
+    authorize_url: str
+    token_url: str
+
+
+class CliConfig(WireModel):
+    """``GET /v1/auth/cli/config``: which sign-in methods this plane offers."""
+
+    anonymous: bool
+    oauth: OAuthConfig | None = None
+
+
+class AnonymousTokenRequest(WireModel):
+    kind: Literal["cli"] = "cli"
+
+
+class Org(WireModel):
+    id: str
+    slug: str
+    name: str
+
+
+class AnonymousToken(WireModel):
+    """``POST /v1/auth/anonymous``: a new anonymous identity with its personal org."""
+
+    token: str
+    anonymous_id: str
+    kind: str
+    personal_org: Org
+
+
+class User(WireModel):
+    id: str
+    kind: str
+    anonymous_id: str | None = None
+
+
+class Me(WireModel):
+    """``GET /v1/me``."""
+
+    user: User
+    orgs: list[Org]
+
+
+class Project(WireModel):
+    id: str
+    slug: str
+    name: str
+    org_id: str
+
+
+class ProjectCreate(WireModel):
+    name: str = Field(min_length=1, max_length=100)
+    slug: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+class OrgRef(WireModel):
+    slug: str
+
+
+class ProjectList(WireModel):
+    org: OrgRef
+    projects: list[Project]
+
+
+class ProjectEnvelope(WireModel):
+    project: Project
+
+
+JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+TERMINAL_JOB_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+
+class TrainingJob(WireModel):
+    id: str
+    org_id: str
+    project_id: str
+    name: str
+    status: JobStatus
+    config: JobConfig
+    error: str | None = None
+    created_at: str
+    started_at: str | None = None
+    completed_at: str | None = None
+
+
+class JobEnvelope(WireModel):
+    """``POST /v1/jobs`` and ``GET /v1/jobs/{id}``; the latter may carry the stored events."""
+
+    job: TrainingJob
+    events: list[JobEvent] | None = None
+
+
+class JobList(WireModel):
+    jobs: list[TrainingJob]
+
+
+class Upload(WireModel):
+    id: str
+    sha256: str
+    size: int
+
+
+class UploadEnvelope(WireModel):
+    upload: Upload
+
+
+class ArtifactList(WireModel):
+    artifacts: list[Artifact]
+
+
+# --- the worker protocol: a plane's internal routes, called with a job-scoped token -------
+
+
+class WorkerJob(WireModel):
+    """``GET /v1/internal/jobs/{id}``: the job a worker runs, and whether to stop at once."""
+
+    job: TrainingJob
+    cancel_requested: bool = False
+
+
+class WorkerAck(WireModel):
+    """The answer to a worker's event or heartbeat: the stored event id, and whether to stop."""
+
+    event_id: int | None = None
+    cancel_requested: bool = False
