@@ -23,10 +23,12 @@ class RunDisplay:
         self.max_steps: int | None = None
         self.started_at: float | None = None
         self.loss: float | None = None
+        self._step: int | None = None
         self._bar_shown = False
 
     def event(self, event: JobEvent) -> None:
-        """Show one event."""
+        """Show one event (before the callbacks run: the bar is lifted so their output lands above it)."""
+        self._lift_bar()
         if self.json_lines:
             print(json.dumps(event.to_wire(), ensure_ascii=False), file=self.stream, flush=True)
             return
@@ -44,12 +46,11 @@ class RunDisplay:
         elif event.type == "training.log":
             if event.loss is not None:
                 self.loss = event.loss
-            if self.live:
-                self._bar(event.step)
-            else:
+            if not self.live:
                 self._line(_log_line(event))
-            if event.eval_loss is not None and self.live:
+            elif event.eval_loss is not None:
                 self._line(f"step {event.step}: eval loss {event.eval_loss:.4f}")
+            self._step = event.step
         elif event.type == "checkpoint.saved":
             self._line(f"checkpoint saved at step {event.step}")
         elif event.type == "training.completed":
@@ -58,6 +59,21 @@ class RunDisplay:
             self._line(style(f"training failed: {event.error}", "red"))
         elif event.type == "training.cancelled":
             self._line(style(f"training cancelled at step {event.step}", "yellow"))
+
+    def redraw(self, event: JobEvent) -> None:
+        """After the callbacks: put the live bar back under whatever they printed."""
+        if (
+            self.live
+            and self._step is not None
+            and event.type in ("training.log", "checkpoint.saved")
+        ):
+            self._bar(self._step)
+
+    def _lift_bar(self) -> None:
+        if self._bar_shown:
+            self.stream.write("\r\033[2K")
+            self.stream.flush()
+            self._bar_shown = False
 
     def _bar(self, step: int) -> None:
         total = self.max_steps
@@ -75,9 +91,7 @@ class RunDisplay:
         self._bar_shown = True
 
     def _line(self, text: str) -> None:
-        if self._bar_shown:
-            self.stream.write("\r\033[2K")
-            self._bar_shown = False
+        self._lift_bar()
         print(text, file=self.stream, flush=True)
 
     def _loss(self) -> str:

@@ -78,7 +78,7 @@ def start(
             return 0
         display = RunDisplay(json_lines=json_output)
         try:
-            result = trainer.wait(on_event=display.event)
+            result = trainer.wait(on_event=display.event, after_callbacks=display.redraw)
         except KeyboardInterrupt:
             _interrupted(trainer, job.id, session.kind == "embedded")
             return 130

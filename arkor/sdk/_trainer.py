@@ -161,12 +161,14 @@ class Trainer:
         *,
         abort: AbortHandle | None = None,
         on_event: Callable[[JobEvent], None] | None = None,
+        after_callbacks: Callable[[JobEvent], None] | None = None,
     ) -> TrainingResult:
         """Follow the job's events to its end, calling the callbacks; return how it ended.
 
         A callback that raises stops the wait at once with :class:`CallbackError`.
         ``abort.abort()`` (from another thread) stops the wait with :class:`WaitAborted`
-        and leaves the job running. ``on_event`` sees every event first (the CLI's display).
+        and leaves the job running. ``on_event`` sees every event before the callbacks and
+        ``after_callbacks`` after them (the CLI draws its progress bar around their output).
         """
         job = self.start()
         dispatcher = self._dispatcher()
@@ -175,6 +177,8 @@ class Trainer:
             if on_event is not None:
                 on_event(event)
             dispatcher.dispatch(event)
+            if after_callbacks is not None:
+                after_callbacks(event)
             terminal = event if event.type in _TERMINAL else terminal
         return self._result(job, terminal)
 
