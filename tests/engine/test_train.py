@@ -18,6 +18,7 @@ from arkor.engine import (
     TrainingRun,
     train,
 )
+from tests.engine.conftest import BlobServer
 
 QUESTIONS = {
     "what color is the sky?": "blue",
@@ -266,3 +267,36 @@ def test_failures_end_with_a_clear_training_failed(
     assert sink.types() == ["training.failed"]
     assert message in (outcome.error or "")
     assert "Traceback" not in (outcome.error or "")
+
+
+@pytest.mark.parametrize("source_type", ["file", "blob", "huggingface"])
+def test_a_real_adapter_trains_from_every_dataset_source(
+    tiny_model: Path, tmp_path: Path, source_type: str, blob_server: BlobServer
+) -> None:
+    """The same training code runs on a local file, a downloaded blob and a HF dataset."""
+    rows = "".join(json.dumps(row) + "\n" for row in toy_rows())
+    dataset_file: Path | None = None
+    if source_type == "file":
+        dataset_file = write_rows(tmp_path, toy_rows())
+        source: dict[str, Any] = {"type": "file", "upload_id": "upload-1"}
+    elif source_type == "blob":
+        url = blob_server.add("/private/train.jsonl", rows)
+        source = {"type": "blob", "url": url, "token": blob_server.token}
+    else:
+        hub_folder = tmp_path / "hub-dataset"
+        (hub_folder / "data").mkdir(parents=True)
+        (hub_folder / "data" / "train.jsonl").write_text(rows, encoding="utf-8")
+        source = {"type": "huggingface", "name": str(hub_folder), "split": "train"}
+    sink = ListSink()
+    outcome = train(
+        TrainingRun(
+            job_id="j",
+            config=job_config(tiny_model, dataset_source=source, max_steps=4),
+            output_dir=tmp_path / "job",
+            sink=sink,
+            dataset_file=dataset_file,
+        )
+    )
+    assert outcome.status == "completed", outcome.error
+    assert sink.events[0].metadata is not None and sink.events[0].metadata["trainRows"] == 32
+    assert (tmp_path / "job" / ADAPTER_DIRNAME / "adapter_model.safetensors").is_file()
