@@ -2,8 +2,9 @@
 
     python bench/train.py [--steps 30] [--smollm2-steps 8] [--batch-size 8] [--max-length 512]
 
-Training, on the same tokenized rows (the triage template's chat data), the same steps,
-batch size, LoRA shape and seed:
+Training, on the same tokenized rows (the triage template's chat data, ``steps × batch``
+rows, so each run makes exactly one pass over the same tokens), the same steps, batch
+size, LoRA shape and seed:
 
 - ``engine``: ``arkor.engine.train`` (length-grouped batches, dynamic padding, events);
 - ``fixed``: a plain transformers ``Trainer`` + peft script padding every row to
@@ -76,7 +77,9 @@ def job_config(model: str, args: argparse.Namespace) -> Any:
     )
 
 
-def run_engine(model: str, args: argparse.Namespace, workdir: Path) -> tuple[TrainResult, Path]:
+def run_engine(
+    model: str, args: argparse.Namespace, workdir: Path, rows_file: Path
+) -> tuple[TrainResult, Path]:
     from arkor.engine import ListSink, TrainingRun, train
 
     sink = ListSink()
@@ -86,7 +89,7 @@ def run_engine(model: str, args: argparse.Namespace, workdir: Path) -> tuple[Tra
             config=job_config(model, args),
             output_dir=workdir / "engine",
             sink=sink,
-            dataset_file=DATA,
+            dataset_file=rows_file,
         )
     )
     if outcome.status != "completed":
@@ -204,13 +207,22 @@ def bench_training(model: str, args: argparse.Namespace) -> None:
     tokenizer = load_tokenizer(resolved)
     with tempfile.TemporaryDirectory(prefix="arkor-bench-") as tmp:
         workdir = Path(tmp)
+        # Exactly one pass over the same rows for every run: a length-grouped sampler only
+        # reorders them, so all three train on the same tokens.
+        rows_file = workdir / "rows.jsonl"
+        rows = read_rows(DATA)[: args.steps * args.batch_size]
+        rows_file.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
         data = prepare_data(
-            job_config(model, args), tokenizer, dataset_file=DATA, cache_dir=workdir / "cache"
+            job_config(model, args), tokenizer, dataset_file=rows_file, cache_dir=workdir / "cache"
         )
         probe = data.train[:64]
+        warmup = argparse.Namespace(**{**vars(args), "steps": 2})
+        run_plain(
+            model, warmup, workdir, fixed=False, examples=data.train
+        )  # the first run in a process pays for warm-up; no config should
         runs: dict[str, list[TrainResult]] = {"engine": [], "fixed": [], "dynamic": []}
         for _ in range(args.repeats):  # interleaved, so drift in machine load hits every run alike
-            engine, adapter_dir = run_engine(model, args, workdir)
+            engine, adapter_dir = run_engine(model, args, workdir, rows_file)
             base = AutoModelForCausalLM.from_pretrained(resolved.source)
             engine.loss = mean_loss(PeftModel.from_pretrained(base, adapter_dir), tokenizer, probe)
             runs["engine"].append(engine)

@@ -7,8 +7,9 @@ state load on first use, so commands that never talk to a plane pay for none of 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from arkor._lazy import lazy_exports
 from arkor.cloud._models import (
     TERMINAL_EVENT_TYPES,
     Artifact,
@@ -181,21 +182,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'arkor.cloud' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
 __all__ = [
     "DEFAULT_ARKOR_CLOUD_API_URL",
     "TERMINAL_EVENT_TYPES",
@@ -285,3 +271,5 @@ __all__ = [
     "write_credentials",
     "write_state",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
