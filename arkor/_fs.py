@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 _CHUNK = 1 << 20
@@ -12,6 +13,14 @@ _CHUNK = 1 << 20
 
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never half.
+
+    See :func:`atomic_write_chunks`.
+    """
+    atomic_write_chunks(path, (data,), mode=mode)
+
+
+def atomic_write_chunks(path: Path, chunks: Iterable[bytes], *, mode: int | None = None) -> None:
+    """Stream ``chunks`` into ``path`` atomically (a download, a large file).
 
     The bytes go to a temporary file in the same folder, are flushed to disk, and the
     file is renamed over ``path``. On any failure the temporary file is removed and
@@ -23,7 +32,8 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> N
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         tmp.chmod(mode if mode is not None else _mode_for(path))

@@ -7,9 +7,7 @@ repeat, one error class per status, and the deprecation notice the CLI prints.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,7 +19,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from arkor._fs import sha256_bytes
+from arkor._fs import atomic_write_chunks, sha256_bytes
 from arkor._version import __version__
 from arkor.cloud._api_models import (
     AnonymousToken,
@@ -268,18 +266,7 @@ class CloudApiClient:
         url = f"{_job_path(job_id)}/artifacts/{quote(path, safe='/')}"
         destination.parent.mkdir(parents=True, exist_ok=True)
         with self._stream("GET", url, params=_scope(scope)) as response:
-            fd, name = tempfile.mkstemp(
-                dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
-            )
-            partial = Path(name)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    for chunk in response.iter_bytes():
-                        handle.write(chunk)
-                partial.replace(destination)
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
+            atomic_write_chunks(destination, response.iter_bytes())
         return destination
 
     def upload(self, scope: ProjectScope, data: bytes, *, filename: str | None = None) -> Upload:

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import random
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from arkor._formats import (
     object_problem,
     resolve_mapping,
 )
+from arkor._fs import atomic_write_chunks
 from arkor.cloud import (
     BlobDatasetSource,
     DatasetSource,
@@ -277,18 +276,7 @@ def _download(source: BlobDatasetSource, cache_dir: Path, where: str) -> tuple[P
                     "Parquet content type."
                 )
             target = folder / f"{stem}.{file_format}"
-            descriptor, name = tempfile.mkstemp(
-                dir=folder, prefix=f".{target.name}.", suffix=".part"
-            )
-            partial = Path(name)
-            try:
-                with os.fdopen(descriptor, "wb") as handle:
-                    for chunk in response.iter_bytes():
-                        handle.write(chunk)
-                partial.replace(target)
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
+            atomic_write_chunks(target, response.iter_bytes())
     except httpx.HTTPError as error:
         raise DataError(
             f"Cannot download {where}: {_one_line(error)} Check the URL and that this machine "
