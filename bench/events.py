@@ -5,9 +5,9 @@
 A real plane (``run_in_thread``, temporary ``ARKOR_HOME``) runs ``bench/_emitter.py`` as
 its job worker: the real worker protocol (claim, heartbeat, one ``POST`` per event with
 ``X-Event-Seq``, ``training.completed`` last), posting ``training.log`` events that carry
-their emit time. The client is what a user runs: ``Trainer.wait()`` (``follow_events`` in
-a reader thread, then the ``Dispatcher``) calling an ``on_log`` callback that records the
-step and the time it was called. As in the SDK's embedded mode (no ``arkor serve``
+their emit time. The client is what a user runs: ``Trainer.wait()`` (``follow_event_batches``
+on the waiting thread, then the ``Dispatcher``) calling an ``on_log`` callback that records
+the step and the time it was called. As in the SDK's embedded mode (no ``arkor serve``
 running), plane and client share this process; the baseline server does too.
 
 - ingest: the emitter posts ``--events`` events as fast as the plane takes them;
@@ -16,9 +16,10 @@ running), plane and client share this process; the baseline server does too.
   minimal asyncio server and read by a minimal httpx client (``iter_lines``, one
   ``json.loads`` per frame, the same recording callback). Target: Arkor/raw ≥ 0.8.
   Two more clients on the same plane split the cost: the raw client (what the plane
-  itself costs) and ``follow_events`` + ``Dispatcher`` on one thread (what the reader
-  thread of ``Trainer.wait`` costs); and, after those, ``Trainer.wait`` through
-  ``arkor serve`` (the plane in its own process, over the same database);
+  itself costs) and ``follow_events`` + ``Dispatcher`` (what the SDK's parsing,
+  validation and dispatch cost, without ``Trainer``'s bookkeeping); and, after those,
+  ``Trainer.wait`` through ``arkor serve`` (the plane in its own process, over the same
+  database);
 - live: the emitter posts at ``--rate`` per second for ``--live-seconds`` while
   ``Trainer.wait()`` follows; emit → callback latency p50/p99. Target: p99 ≤ 50 ms;
 - idle RSS: ``python -m arkor serve`` in a subprocess with an empty home, once it answers.
@@ -138,7 +139,7 @@ class Client:
         return self.trainer(job.name, recorder, job).wait()
 
     def follow_dispatch(self, job: TrainingJob, recorder: Recorder) -> None:
-        """``follow_events`` and the ``Dispatcher`` on this thread: ``Trainer.wait`` minus its reader thread."""
+        """``follow_events`` and the ``Dispatcher``: ``Trainer.wait`` minus its bookkeeping."""
 
         def no_inference(step: int) -> Callable[..., Any]:
             raise AssertionError("only on_checkpoint infers")

@@ -97,7 +97,15 @@ if TYPE_CHECKING:
         ProjectStateError,
         UpgradeRequiredError,
     )
-    from arkor.cloud._sse import SseFrame, SseParser, backoff_delay, follow_events, iter_frames
+    from arkor.cloud._sse import (
+        FollowStop,
+        SseFrame,
+        SseParser,
+        backoff_delay,
+        follow_event_batches,
+        follow_events,
+        iter_frames,
+    )
     from arkor.cloud._state import (
         ProjectScope,
         ProjectState,
@@ -167,9 +175,11 @@ _LAZY = {
     "PlaneUnreachableError": "arkor.cloud._errors",
     "ProjectStateError": "arkor.cloud._errors",
     "UpgradeRequiredError": "arkor.cloud._errors",
+    "FollowStop": "arkor.cloud._sse",
     "SseFrame": "arkor.cloud._sse",
     "SseParser": "arkor.cloud._sse",
     "backoff_delay": "arkor.cloud._sse",
+    "follow_event_batches": "arkor.cloud._sse",
     "follow_events": "arkor.cloud._sse",
     "iter_frames": "arkor.cloud._sse",
     "ProjectScope": "arkor.cloud._state",
@@ -213,6 +223,7 @@ __all__ = [
     "ErrorBody",
     "FileDatasetSource",
     "FinishReason",
+    "FollowStop",
     "HuggingfaceDatasetSource",
     "InferenceRequest",
     "JobConfig",
@@ -258,6 +269,7 @@ __all__ = [
     "deprecation_notice",
     "ensure_credentials",
     "ensure_project",
+    "follow_event_batches",
     "follow_events",
     "iter_frames",
     "normalize_url",

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from arkor.cloud import Artifact, TrainingJob
+from arkor.cloud import Artifact, TrainingJob, TrainingLog
 
 if TYPE_CHECKING:
     import httpx
@@ -20,17 +20,53 @@ class StartedContext:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
 class TrainingLogContext:
-    """``on_log``: a ``training.log`` event (every ``logging_steps``, and at eval steps)."""
+    """``on_log``: a ``training.log`` event (every ``logging_steps``, and at eval steps).
 
-    job: TrainingJob
-    step: int
-    loss: float | None = None
-    eval_loss: float | None = None
-    learning_rate: float | None = None
-    epoch: float | None = None
-    samples_per_second: float | None = None
+    A read-only view of the event rather than a copy of its fields: a replay delivers tens
+    of thousands of these, so making one must cost next to nothing.
+    """
+
+    __slots__ = ("_event", "_job")
+
+    def __init__(self, job: TrainingJob, event: TrainingLog) -> None:
+        self._job = job
+        self._event = event
+
+    @property
+    def job(self) -> TrainingJob:
+        return self._job
+
+    @property
+    def step(self) -> int:
+        return self._event.step
+
+    @property
+    def loss(self) -> float | None:
+        return self._event.loss
+
+    @property
+    def eval_loss(self) -> float | None:
+        return self._event.eval_loss
+
+    @property
+    def learning_rate(self) -> float | None:
+        return self._event.learning_rate
+
+    @property
+    def epoch(self) -> float | None:
+        return self._event.epoch
+
+    @property
+    def samples_per_second(self) -> float | None:
+        return self._event.samples_per_second
+
+    def __repr__(self) -> str:
+        return (
+            f"TrainingLogContext(job={self._job.id!r}, step={self.step}, loss={self.loss}, "
+            f"eval_loss={self.eval_loss}, learning_rate={self.learning_rate}, "
+            f"epoch={self.epoch}, samples_per_second={self.samples_per_second})"
+        )
 
 
 @dataclass(frozen=True)

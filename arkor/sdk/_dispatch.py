@@ -12,7 +12,15 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from arkor.cloud import JobEvent, TrainingJob
+from arkor.cloud import (
+    CheckpointSaved,
+    JobEvent,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingJob,
+    TrainingLog,
+    TrainingStarted,
+)
 from arkor.errors import ArkorError
 from arkor.sdk._contexts import (
     CheckpointContext,
@@ -54,15 +62,15 @@ class Dispatcher:
 
     def call(self, event: JobEvent) -> Awaitable[None] | None:
         """Call the callback for ``event``; a coroutine callback's awaitable is returned to await."""
-        name, context = self._context(event)
-        callback = self._callbacks.get(name) if name else None
-        if name is None or callback is None:
+        name = _CALLBACK_FOR.get(event.type)
+        callback = self._callbacks.get(name) if name is not None else None
+        if name is None or callback is None:  # no context is built for nobody
             return None
         try:
-            result = callback(context)
+            result = callback(self._context(event))
         except Exception as error:
             raise CallbackError(name, error) from error
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             return self._await(name, result)
         return None
 
@@ -84,31 +92,31 @@ class Dispatcher:
         except Exception as error:
             raise CallbackError(name, error) from error
 
-    def _context(self, event: JobEvent) -> tuple[str | None, Any]:
+    def _context(self, event: JobEvent) -> Any:
         job = self._job()
-        if event.type == "training.started":
-            return "on_started", StartedContext(job, event.metadata or {})
-        if event.type == "training.log":
-            return "on_log", TrainingLogContext(
-                job,
-                event.step,
-                event.loss,
-                event.eval_loss,
-                event.learning_rate,
-                event.epoch,
-                event.samples_per_second,
-            )
-        if event.type == "checkpoint.saved":
-            return "on_checkpoint", CheckpointContext(
+        if isinstance(event, TrainingLog):
+            return TrainingLogContext(job, event)
+        if isinstance(event, TrainingStarted):
+            return StartedContext(job, event.metadata or {})
+        if isinstance(event, CheckpointSaved):
+            return CheckpointContext(
                 job, event.step, list(event.artifacts or []), self._infer(event.step)
             )
-        if event.type == "training.completed":
-            return "on_completed", CompletedContext(
-                job, dict(event.metrics or {}), list(event.artifacts or [])
-            )
-        if event.type == "training.failed":
-            return "on_failed", FailedContext(job, event.error, event.step)
-        return None, None
+        if isinstance(event, TrainingCompleted):
+            return CompletedContext(job, dict(event.metrics or {}), list(event.artifacts or []))
+        if isinstance(event, TrainingFailed):
+            return FailedContext(job, event.error, event.step)
+        raise AssertionError(f"no context for {event.type}")
+
+
+_CALLBACK_FOR = {
+    "training.started": "on_started",
+    "training.log": "on_log",
+    "checkpoint.saved": "on_checkpoint",
+    "training.completed": "on_completed",
+    "training.failed": "on_failed",
+}
+"""The callback each event calls; ``training.cancelled`` calls none."""
 
 
 async def _as_coroutine(pending: Awaitable[None]) -> None:

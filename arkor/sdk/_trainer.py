@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -20,19 +19,21 @@ from typing import Any
 from pydantic import ValidationError
 
 from arkor.cloud import (
+    TERMINAL_EVENT_TYPES,
     AdapterRef,
     Artifact,
     BlobDatasetSource,
     ChatMessage,
     DatasetSource,
     FileDatasetSource,
+    FollowStop,
     HuggingfaceDatasetSource,
     InferenceRequest,
     JobConfig,
     JobCreate,
     JobEvent,
     TrainingJob,
-    follow_events,
+    follow_event_batches,
 )
 from arkor.config import BlobDataset, ConfigError, ConfigIssue, FileDataset, Location
 from arkor.config import Trainer as TrainerSpec
@@ -47,18 +48,18 @@ class WaitAborted(ArkorError):
     """``wait()`` was stopped through its abort handle; the job itself goes on."""
 
 
-class AbortHandle:
-    """Stops a ``wait()`` from another thread without cancelling the job."""
+class AbortHandle(FollowStop):
+    """Stops a ``wait()`` from another thread without cancelling the job.
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
+    The wait ends at once, even while the stream is quiet: the open connection is cut.
+    """
 
     def abort(self) -> None:
-        self._event.set()
+        self.set()
 
     @property
     def aborted(self) -> bool:
-        return self._event.is_set()
+        return self.is_set()
 
 
 @dataclass(frozen=True)
@@ -173,52 +174,35 @@ class Trainer:
         job = self.start()
         dispatcher = self._dispatcher()
         terminal: JobEvent | None = None
-        for event in self._events(abort):
-            if on_event is not None:
-                on_event(event)
-            dispatcher.dispatch(event)
-            if after_callbacks is not None:
-                after_callbacks(event)
-            terminal = event if event.type in _TERMINAL else terminal
+        for batch in self._batches(abort):
+            for event in batch:
+                self._delivering(event, abort)
+                if on_event is not None:
+                    on_event(event)
+                dispatcher.dispatch(event)
+                if after_callbacks is not None:
+                    after_callbacks(event)
+                terminal = event if event.type in TERMINAL_EVENT_TYPES else terminal
         return self._result(job, terminal)
 
-    def _events(self, abort: AbortHandle | None) -> Iterator[JobEvent]:
-        """The job's events from a reader thread, so an abort or Ctrl-C is answered at once."""
+    def _batches(self, abort: AbortHandle | None) -> Iterator[list[JobEvent]]:
+        """The job's new events, a list per chunk read, followed on the calling thread.
+
+        Ctrl-C interrupts the read where it blocks; ``abort`` cuts the connection.
+        """
         session, job = self.connect(), self.job
         assert job is not None
-        inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
-        stop = threading.Event()
+        yield from follow_event_batches(
+            session.client, session.scope, job.id, last_event_id=self._last_event_id, stop=abort
+        )
+        if abort is not None and abort.aborted:
+            raise WaitAborted(f"Stopped waiting for job {job.id}; it goes on on the plane.")
 
-        def read() -> None:
-            try:
-                for event in follow_events(
-                    session.client, session.scope, job.id, last_event_id=self._last_event_id
-                ):
-                    inbox.put(("event", event))
-                    if stop.is_set():
-                        return
-                inbox.put(("end", None))
-            except BaseException as error:  # handed to the waiting thread
-                inbox.put(("error", error))
-
-        reader = threading.Thread(target=read, name=f"arkor-events-{job.id}", daemon=True)
-        reader.start()
-        try:
-            while True:
-                if abort is not None and abort.aborted:
-                    raise WaitAborted(f"Stopped waiting for job {job.id}; it goes on on the plane.")
-                try:
-                    kind, payload = inbox.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                if kind == "end":
-                    return
-                if kind == "error":
-                    raise payload
-                self._last_event_id = (self._last_event_id or 0) + 1  # a job's ids run 1, 2, 3, …
-                yield payload
-        finally:
-            stop.set()
+    def _delivering(self, event: JobEvent, abort: AbortHandle | None) -> None:
+        """Count ``event`` as delivered, unless the wait was aborted before it."""
+        if abort is not None and abort.aborted:
+            raise WaitAborted(f"Stopped waiting for job {event.job_id}; it goes on on the plane.")
+        self._last_event_id = (self._last_event_id or 0) + 1  # a job's ids run 1, 2, 3, …
 
     def _dispatcher(self) -> Dispatcher:
         session = self.connect()
@@ -283,23 +267,30 @@ class Trainer:
         abort: AbortHandle | None = None,
         on_event: Callable[[JobEvent], None] | None = None,
     ) -> TrainingResult:
-        """Like :meth:`wait`; coroutine callbacks are awaited on the running loop."""
+        """Like :meth:`wait`; coroutine callbacks are awaited on the running loop.
+
+        Cancelling the awaiting task stops the wait too (and sets ``abort``, if given).
+        """
         job = await self.start_async()
         dispatcher = self._dispatcher()
-        events = self._events(abort)
+        stop = abort or AbortHandle()  # a cancelled task must not leave a thread reading
+        batches = self._batches(stop)
         terminal: JobEvent | None = None
-        while (event := await asyncio.to_thread(next, events, None)) is not None:
-            if on_event is not None:
-                on_event(event)
-            await dispatcher.dispatch_async(event)
-            terminal = event if event.type in _TERMINAL else terminal
+        try:
+            while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+                for event in batch:
+                    self._delivering(event, stop)
+                    if on_event is not None:
+                        on_event(event)
+                    await dispatcher.dispatch_async(event)
+                    terminal = event if event.type in TERMINAL_EVENT_TYPES else terminal
+        except asyncio.CancelledError:
+            stop.set()
+            raise
         return await asyncio.to_thread(self._result, job, terminal)
 
     async def cancel_async(self) -> None:
         await asyncio.to_thread(self.cancel)
-
-
-_TERMINAL = frozenset({"training.completed", "training.failed", "training.cancelled"})
 
 
 def create_trainer(

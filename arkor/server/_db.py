@@ -18,9 +18,11 @@ from typing import TypeVar
 
 import anyio.to_thread
 
+from arkor.errors import ArkorError
+
 _T = TypeVar("_T")
 _BUSY_TIMEOUT_MS = 15_000
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY,
@@ -88,7 +90,7 @@ CREATE TABLE IF NOT EXISTS events (
     job_id TEXT NOT NULL,
     id INTEGER NOT NULL,
     type TEXT NOT NULL,
-    data TEXT NOT NULL,
+    frame TEXT NOT NULL,
     PRIMARY KEY (job_id, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency_keys (
@@ -107,6 +109,22 @@ CREATE TABLE IF NOT EXISTS planes (
     heartbeat_at REAL NOT NULL
 );
 """
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 1 → 2: an event is stored as the SSE frame it is streamed as, not as its JSON
+    1: (
+        "CREATE TABLE events_v2 (job_id TEXT NOT NULL, id INTEGER NOT NULL, type TEXT NOT NULL, "
+        "frame TEXT NOT NULL, PRIMARY KEY (job_id, id)) WITHOUT ROWID",
+        "INSERT INTO events_v2 SELECT job_id, id, type, 'id: ' || id || char(10) || 'event: ' "
+        "|| type || char(10) || 'data: ' || data || char(10) || char(10) FROM events",
+        "DROP TABLE events",
+        "ALTER TABLE events_v2 RENAME TO events",
+    ),
+}
+"""The statements that bring a database of version N to N + 1."""
+
+
+class DatabaseVersionError(ArkorError):
+    """The database was written by a newer Arkor, whose schema this one doesn't know."""
 
 
 class Database:
@@ -118,10 +136,11 @@ class Database:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        # one script, one transaction: two planes opening a new file at once can't interleave
-        self.connection().executescript(
-            f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version = {_SCHEMA_VERSION};COMMIT;"
-        )
+        try:
+            self._create_or_migrate()
+        except BaseException:
+            self.close()
+            raise
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use."""
@@ -138,6 +157,27 @@ class Database:
             with self._lock:
                 self._connections.append(connection)
         return connection
+
+    def _create_or_migrate(self) -> None:
+        """Create the tables of a new file, or bring an older one up to this version.
+
+        One transaction: two planes opening the same file at once can't interleave.
+        """
+        with self.transaction() as connection:
+            (version,) = connection.execute("PRAGMA user_version").fetchone()
+            if version > _SCHEMA_VERSION:
+                raise DatabaseVersionError(
+                    f"The database {self.path} was written by a newer version of Arkor "
+                    f"(schema {version}; this one knows up to {_SCHEMA_VERSION}). Upgrade "
+                    "arkor (`pip install -U arkor`), or point ARKOR_HOME at another folder."
+                )
+            if version == 0:
+                statements = [s for s in _SCHEMA.split(";") if s.strip()]
+            else:
+                statements = [s for v in range(version, _SCHEMA_VERSION) for s in _MIGRATIONS[v]]
+            for statement in statements:
+                connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from arkor.server._store import StoredEvent
-
 
 class EventHub:
     """One wake-up signal per job with followers; :meth:`notify` may be called from any thread."""
@@ -52,6 +50,14 @@ PING_FRAME = "event: ping\ndata: {}\n\n"
 END_FRAME = "event: end\ndata: {}\n\n"
 
 
-def frames(events: list[StoredEvent]) -> str:
-    """SSE frames for stored events; their data is single-line JSON, so no escaping is needed."""
-    return "".join(f"id: {e.id}\nevent: {e.type}\ndata: {e.data}\n\n" for e in events)
+def frame(event_id: int, event_type: str, data: str) -> str:
+    """An event's SSE frame; its data is single-line JSON, so nothing needs escaping.
+
+    Events are stored as their frames, so a replay is one concatenation in SQLite.
+    """
+    return f"id: {event_id}\nevent: {event_type}\ndata: {data}\n\n"
+
+
+def frame_data(stored: str) -> str:
+    """The event JSON inside a frame made by :func:`frame`."""
+    return stored[stored.index("\ndata: ") + 7 : -2]

@@ -13,10 +13,18 @@ import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from arkor.cloud import TERMINAL_JOB_STATUSES, JobConfig, TrainingFailed, TrainingJob, utc_now
+from arkor.cloud import (
+    TERMINAL_EVENT_TYPES,
+    TERMINAL_JOB_STATUSES,
+    JobConfig,
+    TrainingFailed,
+    TrainingJob,
+    utc_now,
+)
 from arkor.server._db import Database
+from arkor.server._events import frame, frame_data
 
 _STATUS_AFTER = {
     "training.completed": "completed",
@@ -98,12 +106,13 @@ class JobRow:
         )
 
 
-@dataclass(frozen=True)
-class StoredEvent:
-    id: int
-    type: str
-    data: str
-    """The event's wire JSON, exactly as it is streamed."""
+class FrameBatch(NamedTuple):
+    """Consecutive stored events, as the text of their SSE frames."""
+
+    text: str
+    last_id: int
+    terminal: bool
+    """Whether the last of them ended the job (nothing is stored after that)."""
 
 
 @dataclass(frozen=True)
@@ -466,12 +475,33 @@ def overdue_cancels(*, db: Database, owner: str, grace: float) -> list[str]:
     return [row["id"] for row in rows]
 
 
-def events_after(*, db: Database, job_id: str, after: int, limit: int) -> list[StoredEvent]:
-    rows = db.connection().execute(
-        "SELECT id, type, data FROM events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?",
-        (job_id, after, limit),
+def frames_after(*, db: Database, job_id: str, after: int, limit: int) -> FrameBatch | None:
+    """Up to ``limit`` events of ``job_id`` after id ``after`` (``-1``: all), oldest first.
+
+    None when there are none. The frames are joined by SQLite, without a Python object per
+    event: a replay reads tens of thousands of them.
+    """
+    text, last_id, terminal = (
+        db.connection().execute(_FRAMES_AFTER, (job_id, after, limit)).fetchone()
     )
-    return [StoredEvent(row[0], row[1], row[2]) for row in rows]
+    return None if text is None else FrameBatch(text, last_id, bool(terminal))
+
+
+def event_data(*, db: Database, job_id: str) -> list[str]:
+    """The JSON of every event of ``job_id``, oldest first."""
+    rows = db.connection().execute(
+        "SELECT frame FROM events WHERE job_id = ? ORDER BY id", (job_id,)
+    )
+    return [frame_data(row[0]) for row in rows]
+
+
+_TERMINAL_TYPES = ", ".join(f"'{name}'" for name in sorted(TERMINAL_EVENT_TYPES))
+# an aggregate's own ORDER BY is SQLite 3.44+; before that, the ordered subquery decides
+_IN_ORDER = " ORDER BY id" if sqlite3.sqlite_version_info >= (3, 44) else ""
+_FRAMES_AFTER = (
+    f"SELECT group_concat(frame, ''{_IN_ORDER}), max(id), max(type IN ({_TERMINAL_TYPES})) FROM "
+    "(SELECT id, type, frame FROM events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?)"
+)
 
 
 # --- planes and leases ---------------------------------------------------------------------
@@ -526,9 +556,10 @@ def _append(
     (event_id,) = connection.execute(
         "UPDATE jobs SET last_event = last_event + 1 WHERE id = ? RETURNING last_event", (job.id,)
     ).fetchone()
+    data_json = json.dumps(wire, ensure_ascii=False, separators=(",", ":"))
     connection.execute(
-        "INSERT INTO events (job_id, id, type, data) VALUES (?, ?, ?, ?)",
-        (job.id, event_id, event_type, json.dumps(wire, ensure_ascii=False, separators=(",", ":"))),
+        "INSERT INTO events (job_id, id, type, frame) VALUES (?, ?, ?, ?)",
+        (job.id, event_id, event_type, frame(event_id, event_type, data_json)),
     )
     status = _STATUS_AFTER.get(event_type)
     if status is not None:

@@ -103,6 +103,39 @@ def test_unterminated_frame_is_dropped() -> None:
 
 def test_trailing_cr_at_end_of_stream_ends_the_frame() -> None:
     assert frames("data: x\r\r") == [SseFrame("x")]
+    assert frames("data: x\r") == [], "one line end is not a blank line"
+
+
+def test_the_planes_frames_and_any_others_interleave() -> None:
+    """Frames in the plane's own shape and in any other shape parse alike, in order."""
+    text = (
+        'id: 1\nevent: training.log\ndata: {"step": 1}\n\n'
+        "event: ping\ndata: {}\n\n"
+        "\n\nid: 2\nevent: a\ndata: one\ndata: two\n\n"
+        "id: 3\nevent: b\ndata: x\nretry: 10\n\n"
+        "data: y\nid: 4\nevent: c\n\n"
+        "id: 5\0\nevent: d\ndata: z\n\n"
+        'id: 6\r\nevent: training.log\r\ndata: {"step": 6}\r\n\r\n'
+    )
+    expected = [
+        SseFrame('{"step": 1}', "training.log", "1"),
+        SseFrame("{}", "ping"),
+        SseFrame("one\ntwo", "a", "2"),
+        SseFrame("x", "b", "3", 10),
+        SseFrame("y", "c", "4"),
+        SseFrame("z", "d"),
+        SseFrame('{"step": 6}', "training.log", "6"),
+    ]
+    assert frames(text) == expected
+    parser = SseParser()
+    assert [f for size in (7, 3, 11) for f in feed_in(parser, text, size)] == expected * 3
+
+
+def feed_in(parser: SseParser, text: str, size: int) -> list[SseFrame]:
+    """``text`` fed to ``parser`` in chunks of ``size`` characters."""
+    return [
+        f for start in range(0, len(text), size) for f in parser.feed(text[start : start + size])
+    ]
 
 
 def test_leading_bom_is_skipped_once() -> None:

@@ -1,7 +1,8 @@
 """A job's event stream as Server-Sent Events: replay after ``Last-Event-ID``, then follow.
 
-Frames are written by hand and stored events are sent as stored (their JSON is kept
-verbatim), in batches, so a replay costs one query per batch and no re-serialising.
+Events are stored as the SSE frames they are streamed as (see ``_events.frame``) and sent
+in batches that SQLite concatenates, so a replay costs one query per batch and no Python
+object per event.
 Followers sleep on the job's signal (see ``_events``), re-reading the database only when
 woken or every ``follow_poll_interval`` (events another plane stored), with ``event: ping``
 after ``ping_interval`` of silence. After the terminal event comes ``event: end``.
@@ -17,11 +18,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from arkor.cloud import TERMINAL_EVENT_TYPES
 from arkor.server import _store as store
 from arkor.server._db import in_thread
 from arkor.server._errors import ApiError
-from arkor.server._events import END_FRAME, PING_FRAME, frames
+from arkor.server._events import END_FRAME, PING_FRAME
 from arkor.server._plane import Plane
 from arkor.server.deps import JobDep, PlaneDep
 
@@ -62,21 +62,21 @@ async def follow(plane: Plane, job_id: str, after: int) -> AsyncIterator[str]:
     while True:
         signal = plane.hub.signal(job_id)  # before reading, so no commit slips between
         batch = await in_thread(
-            store.events_after, db=plane.db, job_id=job_id, after=after, limit=_BATCH
+            store.frames_after, db=plane.db, job_id=job_id, after=after, limit=_BATCH
         )
-        if batch:
-            yield frames(batch)
-            after, last_frame = batch[-1].id, loop.time()
-            if any(event.type in TERMINAL_EVENT_TYPES for event in batch):
+        if batch is not None:
+            yield batch.text
+            after, last_frame = batch.last_id, loop.time()
+            if batch.terminal:
                 yield END_FRAME
                 return
             continue
         job = await in_thread(store.get_job, db=plane.db, job_id=job_id)
         if job is None or job.terminal:  # its last events may have landed since the read
             tail = await in_thread(
-                store.events_after, db=plane.db, job_id=job_id, after=after, limit=-1
+                store.frames_after, db=plane.db, job_id=job_id, after=after, limit=-1
             )
-            yield frames(tail) + END_FRAME
+            yield (tail.text if tail is not None else "") + END_FRAME
             return
         ping_due = last_frame + settings.ping_interval - loop.time()
         with contextlib.suppress(TimeoutError):

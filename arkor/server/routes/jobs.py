@@ -78,10 +78,8 @@ def get_job(db: StoreDep, job: JobDep, events: Annotated[bool, Query()] = True) 
     """The job, with its stored events unless ``events=false``."""
     if not events:
         return JobEnvelope(job=job.to_wire())
-    stored = store.events_after(db=db, job_id=job.id, after=0, limit=-1)
-    return JobEnvelope(
-        job=job.to_wire(), events=[_EVENT.validate_json(event.data) for event in stored]
-    )
+    stored = store.event_data(db=db, job_id=job.id)
+    return JobEnvelope(job=job.to_wire(), events=[_EVENT.validate_json(data) for data in stored])
 
 
 @router.post(
