@@ -14,37 +14,24 @@ from arkor.cloud import (
     ProjectScope,
     ProjectState,
     follow_events,
-    request_anonymous_token,
 )
 from arkor.server import RunningPlane
 from tests.cloud.test_client import submit, wait_for
 from tests.server.conftest import FAKE_WORKER
-from tests.utils.plane import running_plane
-
-QUIET = 120.0
-"""The quiet plane's ping interval: a read blocked on its stream would wait this long."""
+from tests.utils.plane import QUIET, running_plane, signed_in_project
 
 
 @pytest.fixture(scope="module")
 def quiet_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlane]:
-    with running_plane(
-        tmp_path_factory.mktemp("quiet-home"),
-        worker_command=FAKE_WORKER,
-        ping_interval=QUIET,
-        max_jobs=4,
-    ) as running:
-        yield running
+    home = tmp_path_factory.mktemp("quiet-home")
+    with running_plane(home, worker_command=FAKE_WORKER, ping_interval=QUIET, max_jobs=4) as plane:
+        yield plane
 
 
 @pytest.fixture
 def quiet(quiet_plane: RunningPlane) -> Iterator[tuple[CloudApiClient, ProjectState]]:
-    identity = request_anonymous_token(quiet_plane.url)
-    with CloudApiClient.from_credentials(identity) as client:
-        project = client.create_project(identity.org_slug, name="Demo", slug="demo")
-        yield (
-            client,
-            ProjectState(org_slug=identity.org_slug, project_slug="demo", project_id=project.id),
-        )
+    with signed_in_project(quiet_plane.url) as signed_in:
+        yield signed_in
 
 
 def follow_in_thread(

@@ -14,37 +14,25 @@ from pathlib import Path
 import pytest
 
 from arkor.cloud import (
-    CloudApiClient,
     HuggingfaceDatasetSource,
     JobConfig,
-    ProjectState,
-    request_anonymous_token,
 )
 from arkor.sdk import AbortHandle, Session, Trainer, WaitAborted
 from arkor.server import RunningPlane
 from tests.server.conftest import FAKE_WORKER
-from tests.utils.plane import running_plane
-
-QUIET = 120.0
+from tests.utils.plane import QUIET, running_plane, signed_in_project
 
 
 @pytest.fixture(scope="module")
 def quiet_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlane]:
-    with running_plane(
-        tmp_path_factory.mktemp("quiet-home"),
-        worker_command=FAKE_WORKER,
-        ping_interval=QUIET,
-        max_jobs=4,
-    ) as running:
-        yield running
+    home = tmp_path_factory.mktemp("quiet-home")
+    with running_plane(home, worker_command=FAKE_WORKER, ping_interval=QUIET, max_jobs=4) as plane:
+        yield plane
 
 
 @pytest.fixture
 def session(quiet_plane: RunningPlane) -> Iterator[Session]:
-    identity = request_anonymous_token(quiet_plane.url)
-    with CloudApiClient.from_credentials(identity) as client:
-        project = client.create_project(identity.org_slug, name="Demo", slug="demo")
-        scope = ProjectState(org_slug=identity.org_slug, project_slug="demo", project_id=project.id)
+    with signed_in_project(quiet_plane.url) as (client, scope):
         yield Session(client, scope, "local", quiet_plane.url)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from arkor._version import __version__
+from arkor.cloud import CloudApiClient, ProjectState, request_anonymous_token
 from arkor.server import RunningPlane, Settings, load_settings, run_in_thread
 
 QUESTIONS = {
@@ -54,6 +55,22 @@ def running_plane(home: Path, **overrides: Any) -> Iterator[RunningPlane]:
         yield plane
     finally:
         plane.stop()
+
+
+QUIET = 120.0
+"""The ping interval of a quiet plane: a read blocked on its stream would wait this long."""
+
+
+@contextmanager
+def signed_in_project(url: str) -> Iterator[tuple[CloudApiClient, ProjectState]]:
+    """A client of a new anonymous identity on ``url``, and its new project ``demo``."""
+    identity = request_anonymous_token(url)
+    with CloudApiClient.from_credentials(identity) as client:
+        project = client.create_project(identity.org_slug, name="Demo", slug="demo")
+        yield (
+            client,
+            ProjectState(org_slug=identity.org_slug, project_slug="demo", project_id=project.id),
+        )
 
 
 @dataclass
