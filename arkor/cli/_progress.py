@@ -23,6 +23,8 @@ class RunDisplay:
         self.max_steps: int | None = None
         self.started_at: float | None = None
         self.loss: float | None = None
+        self.from_step = 0
+        """Where this run of the job began: a resumed run continues from its checkpoint."""
         self._step: int | None = None
         self._bar_shown = False
 
@@ -37,12 +39,15 @@ class RunDisplay:
             steps = metadata.get("maxSteps")
             self.max_steps = steps if isinstance(steps, int) and steps > 0 else None
             self.started_at = time.monotonic()
+            resumed = metadata.get("resumedFromStep")
+            self.from_step = resumed if isinstance(resumed, int) else 0
             details = ", ".join(
                 f"{key} {metadata[key]}"
                 for key in ("model", "device", "trainRows")
                 if key in metadata
             )
-            self._line(f"training started ({details})")
+            began = f"resumed from step {resumed}" if self.from_step else "started"
+            self._line(f"training {began} ({details})")
         elif event.type == "training.log":
             if event.loss is not None:
                 self.loss = event.loss
@@ -82,7 +87,8 @@ class RunDisplay:
             done = min(step / total, 1.0)
             filled = int(done * _BAR_WIDTH)
             bar = "█" * filled + "░" * (_BAR_WIDTH - filled)
-            eta = elapsed / step * (total - step) if step else 0.0
+            done_here = step - self.from_step
+            eta = elapsed / done_here * (total - step) if done_here > 0 else 0.0
             text = f"step {step}/{total} {bar} loss {self._loss()} ETA {_clock(eta)}"
         else:
             text = f"step {step} loss {self._loss()} elapsed {_clock(elapsed)}"

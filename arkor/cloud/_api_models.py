@@ -259,6 +259,8 @@ class WorkerJob(WireModel):
 
     job: TrainingJob
     cancel_requested: bool = False
+    resume: bool = False
+    """Continue from the job's newest checkpoint: an earlier run of it was cut off."""
 
 
 class WorkerAck(WireModel):

@@ -86,6 +86,8 @@ class LoraRecipe:
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.data: PreparedData | None = None
         self.train_metrics: dict[str, Any] = {}
+        self.resume_from: str | None = None
+        """The checkpoint this run continues from (``run.resume`` and one exists)."""
 
     def setup(self) -> None:
         """Reject impossible runs, then load the model, the data and the trainer, in that order."""
@@ -106,6 +108,11 @@ class LoraRecipe:
         model = self.model = self._with_lora(base)
         self.tokenizer = tokenizer
         self.trainer = self._build_trainer(model, tokenizer, placement)
+        if self.run.resume and self.checkpoints_dir.is_dir():
+            self.resume_from = get_last_checkpoint(str(self.checkpoints_dir))  # type: ignore[no-untyped-call]
+        resumed = (
+            {"resumedFromStep": _checkpoint_step(self.resume_from)} if self.resume_from else {}
+        )
         self.run.sink.emit(
             TrainingStarted(
                 job_id=self.run.job_id,
@@ -120,6 +127,7 @@ class LoraRecipe:
                     "evalRows": len(self.data.eval or ()),
                     "maxSteps": self.trainer.args.max_steps,
                     "dryRun": bool(self.config.dry_run),
+                    **resumed,
                 },
             )
         )
@@ -127,10 +135,7 @@ class LoraRecipe:
     def train(self) -> None:
         """Run the optimisation loop until the step budget, the data or the stop signal ends it."""
         assert self.trainer is not None
-        resume_from = None
-        if self.run.resume and self.checkpoints_dir.is_dir():
-            resume_from = get_last_checkpoint(str(self.checkpoints_dir))  # type: ignore[no-untyped-call]
-        output = self.trainer.train(resume_from_checkpoint=resume_from)
+        output = self.trainer.train(resume_from_checkpoint=self.resume_from)
         self.train_metrics = dict(output.metrics)
 
     def save_adapter(self) -> list[Artifact]:
@@ -283,6 +288,11 @@ class _Examples:
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         example = self.examples[index]
         return {"input_ids": example.input_ids, "labels": example.labels}
+
+
+def _checkpoint_step(checkpoint: str) -> int:
+    """The step of a ``checkpoint-<step>`` folder."""
+    return int(Path(checkpoint).name.rpartition("-")[2])
 
 
 def _length_grouping_options() -> dict[str, Any]:

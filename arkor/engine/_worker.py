@@ -12,7 +12,9 @@ subprocess or as a task on another machine:
    beats ``POST /v1/internal/jobs/{id}/heartbeat`` every second.
 
 Both answers carry ``cancelRequested``, which sets the engine's stop event. A plane that
-stays unreachable for ``--plane-lost-after`` seconds stops the run: nobody would see it.
+stays unreachable for ``--plane-lost-after`` seconds stops the run: nobody would see it;
+so does the death of the process that started the worker. A job the plane asks to resume
+(``resume`` in step 1) continues from the newest checkpoint in its artifacts.
 Files go through an :class:`ArtifactStore`; the local one is a folder the plane reads.
 """
 
@@ -196,7 +198,7 @@ class PlaneClient:
                         f"({response.status_code}): {_error_of(response)}"
                     )
                 problem = f"HTTP {response.status_code}"
-            if not retry or time.monotonic() + delay > deadline:
+            if not retry or self.lost or time.monotonic() + delay > deadline:
                 raise PlaneUnavailable(
                     f"The control plane did not take {method} {path or '/'} ({problem})."
                 )
@@ -229,17 +231,26 @@ class PlaneSink:
 
 
 class Heartbeat(threading.Thread):
-    """Tells the plane the worker lives; sets ``stop`` on a cancel or when the plane is lost."""
+    """Tells the plane the worker lives; sets ``stop`` on a cancel or when the plane is lost.
+
+    The plane is lost when it stays unreachable too long, or at once when the process that
+    started this worker dies (a local plane killed outright): the plane that comes back
+    resumes the job from its checkpoint, and two runs must never write one folder.
+    """
 
     def __init__(self, plane: PlaneClient, stop: threading.Event) -> None:
         super().__init__(name="arkor-heartbeat", daemon=True)
         self.plane = plane
         self.stop = stop
         self._done = threading.Event()
+        self._parent = os.getppid()
 
     def run(self) -> None:
         last_answer = time.monotonic()
         while not self._done.wait(HEARTBEAT_SECONDS):
+            if os.getppid() != self._parent:
+                self._lose("The process that started this worker has exited; stopping.")
+                return
             try:
                 ack = self.plane.heartbeat()
             except PlaneRefused as error:
@@ -248,15 +259,18 @@ class Heartbeat(threading.Thread):
                 return
             except PlaneUnavailable as error:
                 if time.monotonic() - last_answer > self.plane.lost_after:
-                    logger.error("%s It has been unreachable too long; stopping.", error)
-                    self.plane.lost = True
-                    self.stop.set()
+                    self._lose(f"{error} It has been unreachable too long; stopping.")
                     return
                 continue
             last_answer = time.monotonic()
             if ack.cancel_requested and not self.stop.is_set():
                 logger.info("Cancel requested; stopping at the end of this step.")
                 self.stop.set()
+
+    def _lose(self, why: str) -> None:
+        logger.error("%s", why)
+        self.plane.lost = True
+        self.stop.set()
 
     def finish(self) -> None:
         self._done.set()
@@ -289,6 +303,7 @@ def run_job(plane: PlaneClient, store: ArtifactStore) -> TrainingOutcome | None:
                     sink=PlaneSink(plane, store, stop),
                     stop=stop,
                     dataset_file=dataset_file,
+                    resume=assignment.resume,
                 )
             )
     except PlaneUnavailable:

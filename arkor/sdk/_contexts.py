@@ -14,7 +14,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class StartedContext:
-    """``on_started``: training began."""
+    """``on_started``: training began.
+
+    It begins again when a plane resumes a job that lost its plane mid-run; then
+    ``metadata["resumedFromStep"]`` is the step of the checkpoint it continues from.
+    """
 
     job: TrainingJob
     metadata: dict[str, Any] = field(default_factory=dict)

@@ -82,7 +82,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested_at REAL,
     token_hash TEXT,
     worker_seq INTEGER NOT NULL DEFAULT 0,
-    last_event INTEGER NOT NULL DEFAULT 0
+    last_event INTEGER NOT NULL DEFAULT 0,
+    resumes INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs (project_id, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
@@ -110,8 +111,10 @@ CREATE TABLE IF NOT EXISTS planes (
 );
 """
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
-    # 1 → 2: an event is stored as the SSE frame it is streamed as, not as its JSON
+    # 1 → 2: an event is stored as the SSE frame it is streamed as, not as its JSON; a job
+    # counts the times it was resumed after its plane died
     1: (
+        "ALTER TABLE jobs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0",
         "CREATE TABLE events_v2 (job_id TEXT NOT NULL, id INTEGER NOT NULL, type TEXT NOT NULL, "
         "frame TEXT NOT NULL, PRIMARY KEY (job_id, id)) WITHOUT ROWID",
         "INSERT INTO events_v2 SELECT job_id, id, type, 'id: ' || id || char(10) || 'event: ' "

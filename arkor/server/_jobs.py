@@ -5,7 +5,8 @@ plane's URL, the job id and a job-scoped token (in the environment, never on the
 line), and report everything over HTTP. This plane only watches their exit: a worker
 that ends without a terminal event has its job failed with the reason. The plane's own
 heartbeat (table ``planes``) and the workers' heartbeats (``jobs.lease_at``) form the
-owner lease that lets a later plane fail jobs orphaned by one that died.
+owner lease that lets a later plane recover jobs orphaned by one that died: back to the
+queue to resume from their last checkpoint, or failed when they have none.
 """
 
 from __future__ import annotations
@@ -28,6 +29,22 @@ logger = logging.getLogger("arkor.server")
 PLANE_STOPPED = (
     "The control plane stopped while this job was running, so the run was lost; start it again."
 )
+
+
+def orphan_reason(job: store.JobRow, checkpointed: bool) -> str:
+    """Why a job orphaned by a plane that died was failed rather than resumed."""
+    if not checkpointed:
+        return (
+            "The control plane stopped while this job was running, before its first "
+            "checkpoint, so there was nothing to resume from; start it again."
+        )
+    return (
+        "The control plane stopped while this job was running. It had already resumed from a "
+        f"checkpoint {job.resumes} time(s), the most allowed (ARKOR_MAX_RESUMES), so it was "
+        "not resumed again; start it again."
+    )
+
+
 JOB_TOKEN_ENV = "ARKOR_JOB_TOKEN"
 """Where ``arkor.engine.worker`` reads its job token (never from its command line)."""
 _STOP_TIMEOUT = 10.0
@@ -108,15 +125,23 @@ class Supervisor:
             url=self.settings.plane_url,
             started_at=self.started_at,
         )
-        orphans = await in_thread(
+        recovered = await in_thread(
             store.recover_orphans,
             db=self.db,
             lease_ttl=self.settings.lease_ttl,
-            reason=PLANE_STOPPED,
+            max_resumes=self.settings.max_resumes,
+            reason=orphan_reason,
         )
-        for job_id in orphans:
-            logger.warning("Job %s was orphaned by a stopped control plane; marked failed.", job_id)
+        for job_id in recovered.resumed:
+            logger.warning("Job %s lost its control plane; resuming from its checkpoint.", job_id)
+        for job_id in recovered.failed:
+            logger.warning("Job %s lost its control plane; marked failed.", job_id)
+        for job_id in recovered.cancelled:
+            logger.warning("Job %s lost its control plane while cancelling; cancelled.", job_id)
+        for job_id in [*recovered.failed, *recovered.cancelled]:
             self.hub.notify(job_id)
+        if recovered.resumed:
+            self.wake()
         overdue = await in_thread(
             store.overdue_cancels, db=self.db, owner=self.plane_id, grace=self.settings.cancel_grace
         )

@@ -43,7 +43,10 @@ class Settings:
     follow_poll_interval: float = 2.0
     """How often an idle event stream re-reads the database, for events another plane stored."""
     lease_ttl: float = 30.0
-    """A running job whose worker and owning plane have both been silent this long is failed."""
+    """A running job whose worker and owning plane have both been silent this long is orphaned:
+    it resumes from its last checkpoint, or fails when it has none."""
+    max_resumes: int = 2
+    """How many times an orphaned job may resume; after that it fails."""
     cancel_grace: float = 60.0
     """How long a worker may take to stop after a cancel before it is killed."""
     worker_command: tuple[str, ...] = field(default_factory=_default_worker_command)
@@ -85,7 +88,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``environ`` (default: the process environment).
 
     ``ARKOR_HOME`` (default ``~/.arkor``; state under ``<home>/local``), ``ARKOR_HOST``,
-    ``ARKOR_PORT``, ``ARKOR_PUBLIC_URL``, ``ARKOR_MAX_JOBS``, ``ARKOR_MIN_CLIENT_VERSION``,
+    ``ARKOR_PORT``, ``ARKOR_PUBLIC_URL``, ``ARKOR_MAX_JOBS``, ``ARKOR_MAX_RESUMES``,
+    ``ARKOR_MIN_CLIENT_VERSION``,
     ``ARKOR_DEPRECATED_BELOW``, ``ARKOR_SUNSET``, ``ARKOR_SSE_PING_SECONDS``,
     ``ARKOR_LEASE_TTL_SECONDS``, ``ARKOR_CANCEL_GRACE_SECONDS``, ``ARKOR_WORKER_COMMAND``
     and ``ARKOR_INFERENCE_COMMAND`` (shell words; a wrapper such as another interpreter).
@@ -102,6 +106,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         overrides["public_url"] = value
     if value := env.get("ARKOR_MAX_JOBS"):
         overrides["max_jobs"] = _number(int, "ARKOR_MAX_JOBS", value, minimum=1)
+    if value := env.get("ARKOR_MAX_RESUMES"):
+        overrides["max_resumes"] = _number(int, "ARKOR_MAX_RESUMES", value, minimum=0)
     for name, key in (
         ("ARKOR_MIN_CLIENT_VERSION", "min_client_version"),
         ("ARKOR_DEPRECATED_BELOW", "deprecated_below"),

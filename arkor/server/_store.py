@@ -12,7 +12,8 @@ import json
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from arkor.cloud import (
@@ -84,6 +85,8 @@ class JobRow:
     completed_at: str | None
     owner: str | None
     cancel_requested: bool
+    resumes: int = 0
+    """Times the job was re-queued to resume after its plane died."""
 
     @property
     def terminal(self) -> bool:
@@ -524,13 +527,27 @@ def remove_plane(*, db: Database, plane_id: str) -> None:
         connection.execute("DELETE FROM planes WHERE id = ?", (plane_id,))
 
 
-def recover_orphans(*, db: Database, lease_ttl: float, reason: str) -> list[str]:
-    """Fail running jobs whose owning plane *and* worker have both been silent for ``lease_ttl``.
+@dataclass(frozen=True)
+class Recovered:
+    """What :func:`recover_orphans` did: jobs re-queued to resume, failed, or cancelled."""
 
-    A job whose owner is a live plane is never touched: that plane watches its worker.
+    resumed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+
+def recover_orphans(
+    *, db: Database, lease_ttl: float, max_resumes: int, reason: Callable[[JobRow, bool], str]
+) -> Recovered:
+    """Recover running jobs whose owning plane *and* worker have both been silent for ``lease_ttl``.
+
+    One asked to cancel ends cancelled. One with a saved checkpoint and fewer than
+    ``max_resumes`` resumes goes back to the queue, to continue from that checkpoint; any
+    other fails with ``reason(job, has_checkpoint)``. A job whose owner is a live plane is
+    never touched: that plane watches its worker.
     """
     cutoff = time.time() - lease_ttl
-    failed: list[str] = []
+    recovered = Recovered()
     with db.transaction() as connection:
         rows = connection.execute(
             "SELECT * FROM jobs j WHERE status = 'running' AND COALESCE(lease_at, 0) < ? "
@@ -539,9 +556,30 @@ def recover_orphans(*, db: Database, lease_ttl: float, reason: str) -> list[str]
         ).fetchall()
         for row in rows:
             job = _job(row)
-            _append(connection, job, "training.failed", _failed(job.id, reason))
-            failed.append(job.id)
-    return failed
+            checkpointed = (
+                connection.execute(
+                    "SELECT 1 FROM events WHERE job_id = ? AND type = 'checkpoint.saved' LIMIT 1",
+                    (job.id,),
+                ).fetchone()
+                is not None
+            )
+            if job.cancel_requested:  # it was asked to stop anyway
+                _append(connection, job, "training.cancelled", {"type": "training.cancelled"})
+                recovered.cancelled.append(job.id)
+            elif checkpointed and job.resumes < max_resumes:
+                # a new worker numbers its events from 1 again, under a new token
+                connection.execute(
+                    "UPDATE jobs SET status = 'queued', owner = NULL, lease_at = NULL, "
+                    "token_hash = NULL, worker_seq = 0, resumes = resumes + 1 WHERE id = ?",
+                    (job.id,),
+                )
+                recovered.resumed.append(job.id)
+            else:
+                _append(
+                    connection, job, "training.failed", _failed(job.id, reason(job, checkpointed))
+                )
+                recovered.failed.append(job.id)
+    return recovered
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -600,4 +638,5 @@ def _job(row: sqlite3.Row) -> JobRow:
         completed_at=row["completed_at"],
         owner=row["owner"],
         cancel_requested=row["cancel_requested_at"] is not None,
+        resumes=row["resumes"],
     )

@@ -24,11 +24,12 @@ def main() -> int:
         parser.add_argument(option, required=True)
     args = parser.parse_args()
     plane = PlaneClient(args.plane_url, args.job_id, os.environ[TOKEN_ENV], lost_after=5)
-    job = plane.job().job
+    assignment = plane.job()
+    job = assignment.job
     action, _, argument = job.name.partition(":")
     if action == "exit":
         return int(argument)
-    plane.post_event(TrainingStarted(job_id=job.id))
+    plane.post_event(TrainingStarted(job_id=job.id, metadata={"resume": assignment.resume}))
     if action == "events":
         for step in range(1, int(argument) + 1):
             plane.post_event(TrainingLog(job_id=job.id, step=step, loss=1 / step))

@@ -9,12 +9,16 @@ from pathlib import Path
 import pytest
 
 from arkor.server import _store as store
-from arkor.server._db import _SCHEMA_VERSION, Database, DatabaseVersionError
+from arkor.server._db import _SCHEMA, _SCHEMA_VERSION, Database, DatabaseVersionError
 
-_V1_EVENTS = (
-    "CREATE TABLE events (job_id TEXT NOT NULL, id INTEGER NOT NULL, type TEXT NOT NULL, "
-    "data TEXT NOT NULL, PRIMARY KEY (job_id, id)) WITHOUT ROWID"
-)
+
+def version_1_schema() -> str:
+    """The first schema: events kept their JSON (not their frame); jobs had no resume count."""
+    v1 = _SCHEMA.replace("    frame TEXT NOT NULL,", "    data TEXT NOT NULL,").replace(
+        ",\n    resumes INTEGER NOT NULL DEFAULT 0", ""
+    )
+    assert v1.count("data TEXT NOT NULL") == 1 and "resumes" not in v1
+    return v1
 
 
 def user_version(path: Path) -> int:
@@ -31,7 +35,7 @@ def test_a_new_file_gets_the_current_schema(tmp_path: Path) -> None:
 
 
 def test_version_1_events_become_frames_and_stream_as_before(tmp_path: Path) -> None:
-    """A database of the first schema keeps its events; they stream byte for byte as then."""
+    """A database of the first schema keeps its events, which stream as they did then."""
     path = tmp_path / "arkor.db"
     events = [
         (1, "training.started", json.dumps({"type": "training.started", "jobId": "j"})),
@@ -39,7 +43,7 @@ def test_version_1_events_become_frames_and_stream_as_before(tmp_path: Path) -> 
         (3, "training.completed", json.dumps({"type": "training.completed", "jobId": "j"})),
     ]
     with sqlite3.connect(path) as connection:
-        connection.execute(_V1_EVENTS)
+        connection.executescript(version_1_schema())
         connection.executemany(
             "INSERT INTO events VALUES ('j', ?, ?, ?)", [(i, t, d) for i, t, d in events]
         )
@@ -50,8 +54,10 @@ def test_version_1_events_become_frames_and_stream_as_before(tmp_path: Path) -> 
     try:
         batch = store.frames_after(db=db, job_id="j", after=1, limit=-1)
         assert store.event_data(db=db, job_id="j") == [data for _, _, data in events]
+        columns = [row[1] for row in db.connection().execute("PRAGMA table_info(jobs)")]
     finally:
         db.close()
+    assert columns[-1] == "resumes"
     assert batch is not None
     assert batch.text == "".join(f"id: {i}\nevent: {t}\ndata: {d}\n\n" for i, t, d in events[1:])
     assert (batch.last_id, batch.terminal) == (3, True)

@@ -28,7 +28,7 @@ router = APIRouter(prefix="/v1/internal/jobs", tags=["internal"])
 @router.get("/{job_id}", response_model=WorkerJob, response_model_exclude_none=True)
 def worker_job(plane: PlaneDep, job: JobTokenDep) -> WorkerJob:
     cancel = store.touch_lease(db=plane.db, job_id=job.id)
-    return WorkerJob(job=job.to_wire(), cancel_requested=cancel)
+    return WorkerJob(job=job.to_wire(), cancel_requested=cancel, resume=job.resumes > 0)
 
 
 @router.get("/{job_id}/dataset", response_class=FileResponse)
