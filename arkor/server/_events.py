@@ -53,9 +53,15 @@ END_FRAME = "event: end\ndata: {}\n\n"
 def frame(event_id: int, event_type: str, data: str) -> str:
     """An event's SSE frame; its data is single-line JSON, so nothing needs escaping.
 
-    Events are stored as their frames, so a replay is one concatenation in SQLite.
+    Events are stored as their frames, so a replay joins stored text and formats nothing.
     """
     return f"id: {event_id}\nevent: {event_type}\ndata: {data}\n\n"
+
+
+def frame_head(stored: str) -> tuple[int, str]:
+    """The id and type of the event in a frame made by :func:`frame`."""
+    id_line, type_line, _ = stored.split("\n", 2)
+    return int(id_line[4:]), type_line[7:]
 
 
 def frame_data(stored: str) -> str:

@@ -25,7 +25,7 @@ from arkor.cloud import (
     utc_now,
 )
 from arkor.server._db import Database
-from arkor.server._events import frame, frame_data
+from arkor.server._events import frame, frame_data, frame_head
 
 _STATUS_AFTER = {
     "training.completed": "completed",
@@ -481,13 +481,19 @@ def overdue_cancels(*, db: Database, owner: str, grace: float) -> list[str]:
 def frames_after(*, db: Database, job_id: str, after: int, limit: int) -> FrameBatch | None:
     """Up to ``limit`` events of ``job_id`` after id ``after`` (``-1``: all), oldest first.
 
-    None when there are none. The frames are joined by SQLite, without a Python object per
-    event: a replay reads tens of thousands of them.
+    None when there are none. A replay reads tens of thousands of events, so each costs a
+    one-column row and nothing else: the last frame says where the batch ends.
     """
-    text, last_id, terminal = (
-        db.connection().execute(_FRAMES_AFTER, (job_id, after, limit)).fetchone()
-    )
-    return None if text is None else FrameBatch(text, last_id, bool(terminal))
+    cursor = db.connection().cursor()
+    cursor.row_factory = None
+    rows: list[tuple[str]] = cursor.execute(
+        "SELECT frame FROM events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?",
+        (job_id, after, limit),
+    ).fetchall()
+    if not rows:
+        return None
+    last_id, last_type = frame_head(rows[-1][0])
+    return FrameBatch("".join([row[0] for row in rows]), last_id, last_type in TERMINAL_EVENT_TYPES)
 
 
 def event_data(*, db: Database, job_id: str) -> list[str]:
@@ -496,15 +502,6 @@ def event_data(*, db: Database, job_id: str) -> list[str]:
         "SELECT frame FROM events WHERE job_id = ? ORDER BY id", (job_id,)
     )
     return [frame_data(row[0]) for row in rows]
-
-
-_TERMINAL_TYPES = ", ".join(f"'{name}'" for name in sorted(TERMINAL_EVENT_TYPES))
-# an aggregate's own ORDER BY is SQLite 3.44+; before that, the ordered subquery decides
-_IN_ORDER = " ORDER BY id" if sqlite3.sqlite_version_info >= (3, 44) else ""
-_FRAMES_AFTER = (
-    f"SELECT group_concat(frame, ''{_IN_ORDER}), max(id), max(type IN ({_TERMINAL_TYPES})) FROM "
-    "(SELECT id, type, frame FROM events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?)"
-)
 
 
 # --- planes and leases ---------------------------------------------------------------------

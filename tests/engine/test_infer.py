@@ -15,6 +15,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from arkor.cloud import ChatCompletionChunk, InferenceRequest
+from arkor.engine._device import choose_placement
 from arkor.engine._infer import (
     GenerationRequest,
     InferenceEngine,
@@ -75,15 +76,20 @@ def streamed_text(chunks: list[ChatCompletionChunk]) -> str:
 
 
 def transformers_greedy(base: Path, adapter: Path | None, max_tokens: int) -> list[int]:
-    """New ids from transformers' own ``generate``, the reference the engine's loop must match."""
+    """New ids from transformers' own ``generate``, the reference the engine's loop must match.
+
+    Loaded on the engine's device in its dtype (bf16 on a GPU): greedy picks in another
+    precision may differ for reasons that have nothing to do with the loop.
+    """
+    placement = choose_placement()
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=placement.dtype).to(placement.device)
     if adapter is not None:
         model = PeftModel.from_pretrained(model, adapter)
     prompt = tokenizer.apply_chat_template(
         MESSAGES, add_generation_prompt=True, return_tensors="pt"
     )
-    ids = prompt["input_ids"]
+    ids = prompt["input_ids"].to(placement.device)
     with torch.inference_mode():
         output = model.generate(
             input_ids=ids,

@@ -1,8 +1,7 @@
 """A job's event stream as Server-Sent Events: replay after ``Last-Event-ID``, then follow.
 
 Events are stored as the SSE frames they are streamed as (see ``_events.frame``) and sent
-in batches that SQLite concatenates, so a replay costs one query per batch and no Python
-object per event.
+as stored, in batches, so a replay costs one query per batch and formats nothing.
 Followers sleep on the job's signal (see ``_events``), re-reading the database only when
 woken or every ``follow_poll_interval`` (events another plane stored), with ``event: ping``
 after ``ping_interval`` of silence. After the terminal event comes ``event: end``.
