@@ -157,7 +157,8 @@ class FollowStop:
     """Ends a :func:`follow_events` from another thread, at once.
 
     Even a read blocked on a quiet stream returns: :meth:`set` shuts down the socket of the
-    connection being read, and a wait between reconnects wakes up.
+    connection being read (where the transport exposes it, as httpx's own does; elsewhere
+    the follow ends at the next chunk or ping), and a wait between reconnects wakes up.
     """
 
     def __init__(self) -> None:
