@@ -72,7 +72,7 @@ def serve(
             f"`arkor serve` needs FastAPI and uvicorn, which are not installed. Install them with "
             f"`{SERVER_EXTRA_HINT}` (or `pip install 'arkor[local]'` to train on this machine too)."
         )
-    from arkor.server import bind, load_settings
+    from arkor.server import bind, load_settings, prepare_database
     from arkor.server import serve as serve_plane
 
     settings = load_settings()
@@ -89,6 +89,7 @@ def serve(
             f"Listening on {settings.host}: anyone who can reach this address can create an "
             "identity, upload data and run jobs here. Put it behind a firewall or a proxy with auth."
         )
+    prepare_database(settings)
     sock = bind(settings.host, port if port is not None else settings.port)
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
     echo(f"Arkor control plane on {style(settings.plane_url, 'bold')}")

@@ -8,7 +8,7 @@ worker processes.
 """
 
 from arkor.server._app import create_app
-from arkor.server._run import RunningPlane, bind, run_in_thread, serve
+from arkor.server._run import RunningPlane, bind, prepare_database, run_in_thread, serve
 from arkor.server._settings import DEFAULT_PORT, Settings, load_settings
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "bind",
     "create_app",
     "load_settings",
+    "prepare_database",
     "run_in_thread",
     "serve",
 ]

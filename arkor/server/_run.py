@@ -16,6 +16,7 @@ from typing import Any
 
 from arkor.errors import ArkorError
 from arkor.server._app import create_app
+from arkor.server._db import Database
 from arkor.server._settings import Settings, load_settings
 
 _GRACEFUL_SHUTDOWN_SECONDS = 3
@@ -53,8 +54,20 @@ def _server(settings: Settings, **options: Any) -> Any:
     return uvicorn.Server(config)
 
 
+def prepare_database(settings: Settings) -> None:
+    """Create or migrate the database before serving.
+
+    A database this version can't use then stops the start with its own clear error,
+    instead of failing inside the app's startup.
+    """
+    Database(settings.database_path).close()
+
+
 def serve(settings: Settings, sock: socket.socket) -> None:
-    """Serve until Ctrl-C or SIGTERM, then stop workers and close the database."""
+    """Serve until Ctrl-C or SIGTERM, then stop workers and close the database.
+
+    Call :func:`prepare_database` first, so a database it can't use is said plainly.
+    """
     _server(settings).run(sockets=[sock])
 
 
@@ -92,6 +105,7 @@ def run_in_thread(
     Returns once it accepts requests; ``.url`` is its address, ``.stop()`` ends it.
     """
     settings = settings or load_settings()
+    prepare_database(settings)
     sock = bind(settings.host, port)
     bound_port = sock.getsockname()[1]
     settings = dataclasses.replace(settings, port=bound_port)

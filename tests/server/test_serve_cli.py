@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from arkor.cli.serve import _is_loopback
-from tests.utils.cli import CliRunner
+from tests.utils.cli import CliRunner, run_process
 
 
 def test_serve_runs_until_interrupted(tmp_path: Path) -> None:
@@ -55,3 +56,15 @@ def test_a_non_loopback_host_needs_allow_remote(cli: CliRunner) -> None:
 def test_loopback_addresses() -> None:
     assert all(map(_is_loopback, ["127.0.0.1", "localhost", "::1", "[::1]", "127.1.2.3"]))
     assert not any(map(_is_loopback, ["0.0.0.0", "192.168.1.4", "example.com", "::"]))
+
+
+def test_a_database_from_a_newer_arkor_is_a_clear_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "local").mkdir(parents=True)
+    with sqlite3.connect(home / "local" / "arkor.db") as connection:
+        connection.execute("PRAGMA user_version = 99")
+    connection.close()
+    result = run_process("serve", "--port", "0", env={"ARKOR_HOME": str(home)})
+    assert result.exit_code == 1
+    assert "written by a newer version of Arkor" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
