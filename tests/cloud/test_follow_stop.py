@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -60,7 +61,11 @@ def test_stop_cuts_a_read_blocked_on_a_quiet_stream(
     wait_for(client, scope, job.id, "running")
     stop = FollowStop()
     thread, seen, errors = follow_in_thread(stop, follow_events(client, scope, job.id, stop=stop))
-    thread.join(1.0)
+    deadline = time.monotonic() + 30
+    while not seen:  # the worker's only event
+        assert time.monotonic() < deadline, "the job's start never arrived"
+        time.sleep(0.05)
+    thread.join(0.5)
     assert thread.is_alive(), "the follow should be waiting for the next event"
     assert [event.type for event in seen] == ["training.started"]
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from arkor.server import RunningPlane
 from arkor.server import _store as store
 from arkor.server._db import Database
-from tests.server.test_jobs import create
+from tests.server.test_jobs import create, event_types
 from tests.utils.plane import Caller, Frame, sse_frames, wait_for_status
 
 
@@ -70,7 +71,10 @@ def test_a_replay_longer_than_a_batch_comes_whole_and_in_order(
 ) -> None:
     """4,500 stored events span three of the stream's batches; every one arrives, in order."""
     job = create(caller, "sleep")
-    wait_for_status(caller, job["id"], {"running"})
+    deadline = time.monotonic() + 30
+    while event_types(caller, job["id"]) != ["training.started"]:  # the worker's only event
+        assert time.monotonic() < deadline, "the worker never reported its start"
+        time.sleep(0.05)
     count = 4_500
     db = Database(plane.settings.database_path)
     try:
@@ -82,8 +86,9 @@ def test_a_replay_longer_than_a_batch_comes_whole_and_in_order(
 
     with stream(caller, job["id"]) as frames:
         replayed = list(frames)
-    assert [f.id for f in replayed] == [str(n) for n in range(1, count + 2)] + [None]
-    assert [json.loads(f.data).get("step") for f in replayed[:count]] == list(range(1, count + 1))
+    assert [f.id for f in replayed] == [str(n) for n in range(1, count + 3)] + [None]
+    steps = [json.loads(f.data).get("step") for f in replayed[1 : count + 1]]
+    assert steps == list(range(1, count + 1))
     assert [f.event for f in replayed[-2:]] == ["training.completed", "end"]
 
     with stream(caller, job["id"], last_id="2000") as frames:  # resume at a batch boundary
