@@ -83,3 +83,25 @@ def test_python_api_example_runs(examples: Path) -> None:
     assert completed.stdout.strip().endswith("fresh")
     manifest = read_manifest(examples / "pyproject" / ".arkor" / "build" / "manifest.json")
     assert manifest.overrides == ["trainer.max_steps=5"]
+
+
+def test_python_api_example_without_a_config_prints_its_usage() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(EXAMPLES / "python-api" / "build_and_inspect.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "usage: build_and_inspect.py" in completed.stderr
+    assert "config" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert completed.stdout == ""
+
+
+def test_the_readme_links_the_examples() -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    assert "](examples/)" in readme
+    for folder in ("pyproject", "extends", "python-api"):
+        assert f"examples/{folder}" in readme

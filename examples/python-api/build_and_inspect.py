@@ -5,6 +5,7 @@ python examples/python-api/build_and_inspect.py examples/pyproject/pyproject.tom
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -30,4 +31,10 @@ def main(config: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "config",
+        type=Path,
+        help="the config to build: arkor.toml, arkor.yaml or a pyproject.toml with [tool.arkor]",
+    )
+    sys.exit(main(parser.parse_args().config))
