@@ -1,6 +1,8 @@
-"""The plane's SQLite database: one connection per thread, WAL, a busy timeout.
+"""The plane's SQLite database: one connection per live thread, WAL, a busy timeout.
 
-WAL lets event streams read while a worker's events are written, and lets two planes
+A thread keeps its connection while it lives; when it ends (anyio's pool retires idle
+threads) the connection goes back to a small idle pool for the next thread, or is closed,
+so open handles follow the number of live threads, not the number that ever ran. WAL lets event streams read while a worker's events are written, and lets two planes
 (``arkor serve`` and an embedded ``arkor start``) share one file. Connections run in
 autocommit mode; :meth:`Database.transaction` takes the write lock up front
 (``BEGIN IMMEDIATE``) so read-then-write steps never deadlock on an upgrade.
@@ -8,8 +10,10 @@ autocommit mode; :meth:`Database.transaction` takes the write lock up front
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -22,6 +26,8 @@ from arkor.errors import ArkorError
 
 _T = TypeVar("_T")
 _BUSY_TIMEOUT_MS = 15_000
+_IDLE_CONNECTIONS = 4
+"""Connections of finished threads kept open for the next ones; the rest are closed."""
 _SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -130,15 +136,28 @@ class DatabaseVersionError(ArkorError):
     """The database was written by a newer Arkor, whose schema this one doesn't know."""
 
 
+class _Lease:
+    """A thread's hold on one connection, kept in thread-local storage.
+
+    It is dropped when its thread ends, and its finalizer hands the connection back.
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+
 class Database:
-    """A SQLite file shared by the plane's threads, each with its own connection."""
+    """A SQLite file shared by the plane's threads, each using its own connection."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._open: set[sqlite3.Connection] = set()
+        self._idle: list[sqlite3.Connection] = []
+        self._closed = False
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(path)
         try:
             self._create_or_migrate()
         except BaseException:
@@ -146,20 +165,46 @@ class Database:
             raise
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use."""
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            # autocommit; shared across threads only to be closed by close()
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            connection.row_factory = sqlite3.Row
-            connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-            connection.execute("PRAGMA foreign_keys = ON")
-            self._local.connection = connection
-            with self._lock:
-                self._connections.append(connection)
+        """This thread's connection: taken from the idle pool, or opened, on first use."""
+        lease: _Lease | None = getattr(self._local, "lease", None)
+        if lease is None:
+            lease = _Lease(self._checkout())
+            weakref.finalize(lease, self._checkin, lease.connection)
+            self._local.lease = lease
+        return lease.connection
+
+    def _checkout(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError(f"The database {self.path} is closed.")
+            if self._idle:
+                return self._idle.pop()
+        # autocommit; used by one thread at a time, handed over only after that thread ended
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        connection.row_factory = sqlite3.Row
+        connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        with self._lock:
+            self._open.add(connection)
         return connection
+
+    def _checkin(self, connection: sqlite3.Connection) -> None:
+        """Take back the connection of a thread that ended: keep it idle, or close it."""
+        with self._lock:
+            keep = not self._closed and len(self._idle) < _IDLE_CONNECTIONS
+            if keep:
+                self._idle.append(connection)
+            else:
+                self._open.discard(connection)
+        if not keep:
+            connection.close()
+
+    def open_connections(self) -> int:
+        """How many connections are open now (those of live threads plus the idle pool)."""
+        with self._lock:
+            return len(self._open)
 
     def _create_or_migrate(self) -> None:
         """Create the tables of a new file, or bring an older one up to this version.
@@ -195,11 +240,20 @@ class Database:
         connection.execute("COMMIT")
 
     def close(self) -> None:
-        """Close every thread's connection; the database must not be used afterwards."""
+        """Close every connection; the database must not be used afterwards."""
         with self._lock:
-            connections, self._connections = self._connections, []
+            self._closed = True
+            connections, self._open, self._idle = self._open, set(), []
         for connection in connections:
             connection.close()
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only, before SQLite opens it.
+
+    SQLite gives the ``-wal`` and ``-shm`` files the main file's permissions.
+    """
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
 
 
 async def in_thread(function: Callable[..., _T], /, **kwargs: object) -> _T:

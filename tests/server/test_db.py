@@ -1,15 +1,26 @@
-"""The database file: created at the current schema, older ones migrated, newer ones refused."""
+"""The database file: created at the current schema, older ones migrated, newer ones refused;
+owner-only, and with as many open handles as there are live threads, not finished ones."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
+import threading
 from pathlib import Path
 
+import psutil
 import pytest
 
 from arkor.server import _store as store
-from arkor.server._db import _SCHEMA, _SCHEMA_VERSION, Database, DatabaseVersionError
+from arkor.server._db import (
+    _IDLE_CONNECTIONS,
+    _SCHEMA,
+    _SCHEMA_VERSION,
+    Database,
+    DatabaseVersionError,
+)
 
 
 def version_1_schema() -> str:
@@ -82,3 +93,46 @@ def test_no_events_is_none(tmp_path: Path) -> None:
         assert store.frames_after(db=db, job_id="nobody", after=0, limit=-1) is None
     finally:
         db.close()
+
+
+def handles_on(path: Path) -> int:
+    """Open file descriptors of this process on ``path`` (the database file itself)."""
+    return sum(1 for f in psutil.Process().open_files() if Path(f.path) == path)
+
+
+def test_finished_threads_leave_no_connections_behind(tmp_path: Path) -> None:
+    """Rounds of short-lived threads, as anyio's pool retires and starts them: bounded handles."""
+    path = tmp_path / "arkor.db"
+    db = Database(path)
+
+    def read() -> None:
+        assert store.list_jobs(db=db, project_id="none") == []
+
+    try:
+        for _ in range(5):
+            threads = [threading.Thread(target=read) for _ in range(20)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert db.open_connections() <= _IDLE_CONNECTIONS + 1  # the idle pool + this thread
+        busy = handles_on(path)
+        assert busy <= 2 * (_IDLE_CONNECTIONS + 1), f"{busy} handles on the database"
+    finally:
+        db.close()
+    assert handles_on(path) == 0 and db.open_connections() == 0
+
+
+def test_the_database_is_owner_only_under_a_permissive_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        db = Database(tmp_path / "arkor.db")
+        try:
+            store.list_jobs(db=db, project_id="none")
+            files = [tmp_path / name for name in ("arkor.db", "arkor.db-wal", "arkor.db-shm")]
+            modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in files}
+        finally:
+            db.close()
+    finally:
+        os.umask(previous)
+    assert modes == dict.fromkeys(modes, 0o600)
