@@ -16,6 +16,7 @@ import itertools
 import threading
 import time
 import uuid
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -324,6 +325,8 @@ class _Base:
         accepted = inspect.signature(self.model.forward).parameters
         # only the last position's logits are needed: skips a prompt-length × vocab matrix
         self.forward_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
+        # transformers 5.24 renamed forward's `past_key_values` to `cache` and warns on the old name
+        self.cache_argument = "cache" if "cache" in accepted else "past_key_values"
         self.adapters: OrderedDict[Path, tuple[str, _AdapterSignature]] = OrderedDict()
         self.max_adapters = max_adapters
         self.names = (f"adapter{n}" for n in itertools.count())
@@ -386,7 +389,12 @@ class _Base:
         if self.peft is None:
             from peft import PeftModel
 
-            self.peft = PeftModel.from_pretrained(self.model, folder, adapter_name=name)
+            with warnings.catch_warnings():
+                # peft reads this deprecated property when it wraps a model: keep it out of the log
+                warnings.filterwarnings(
+                    "ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning
+                )
+                self.peft = PeftModel.from_pretrained(self.model, folder, adapter_name=name)
         else:
             self.peft.load_adapter(folder, adapter_name=name)
         # the newest adapter is active, so dropping older ones below never removes the active one
@@ -413,18 +421,17 @@ class _Base:
     def generate(self, prompt: list[int], budget: int, sampling: _Sampling) -> Iterator[int]:
         """Yield up to ``budget`` new ids; a stop id, when one comes, is yielded last."""
         import torch
+        from transformers import DynamicCache
 
         model = self.peft if self.peft is not None else self.model
         inputs = torch.tensor([prompt], device=self.device)
-        cache = None
+        # each forward appends this step's keys and values to the cache in place
+        kwargs = {self.cache_argument: DynamicCache(config=self.model.config), **self.forward_kwargs}
         for _ in range(budget):
             # grad mode is per thread and a stream may resume on another one: set it per step
             with torch.inference_mode():
-                output = model(
-                    input_ids=inputs, past_key_values=cache, use_cache=True, **self.forward_kwargs
-                )
+                output = model(input_ids=inputs, use_cache=True, **kwargs)
                 token = sampling.pick(output.logits[0, -1])
-            cache = output.past_key_values
             yield token
             if token in self.stop_ids:
                 return

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import json
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -407,3 +409,28 @@ def test_the_wire_request_reads_camel_case_and_keeps_openai_extras() -> None:
     assert (request.max_tokens, request.top_p, request.stream) == (32, 0.9, True)
     assert request.response_format == {"type": "json_object"}
     assert request.to_wire()["adapter"] == {"kind": "checkpoint", "jobId": "job_1", "step": 20}
+
+
+WARNINGS_PROBE = """\
+import sys
+from pathlib import Path
+from arkor.engine._infer import GenerationRequest, InferenceEngine
+engine = InferenceEngine()
+for adapter in (None, Path(sys.argv[2])):
+    messages = [{"role": "user", "content": "hello"}]
+    engine.complete(GenerationRequest(sys.argv[1], adapter, messages, temperature=0, max_tokens=4))
+"""
+
+
+def test_generation_writes_no_warnings_to_the_log(tiny_model: Path, adapters: list[Path]) -> None:
+    """The plane sends the inference worker's stderr to inference.log: no deprecation noise there."""
+    run = subprocess.run(
+        [sys.executable, "-W", "default", "-c", WARNINGS_PROBE, str(tiny_model), str(adapters[0])],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.lower().splitlines()
+    noise = [line for line in lines if "warn" in line or "deprecat" in line]
+    assert noise == []
