@@ -27,8 +27,9 @@ def validate(
 ) -> int:
     """Check the config; report every error with file:line:col.
 
-    The config is checked against the published schema, as an editor does. Exit 0 when
-    valid, 2 when not.
+    The config is checked against the published schema, as an editor does, then what it
+    points at: the dataset file exists and the callback modules can be found (none of
+    your code is run; `arkor build` imports it). Exit 0 when valid, 2 when not.
 
     Examples:
 
@@ -37,7 +38,8 @@ def validate(
       arkor validate -c configs/large.toml --set trainer.max_steps=10 --format json
     """
     from arkor.cli._output import echo, error_text, print_json, style
-    from arkor.config import ConfigError, has_arkor_table, load_config
+    from arkor.config import ConfigError, has_arkor_table
+    from arkor.manifest import validate_project
 
     if files and config is not None:
         from arkor.errors import UsageError
@@ -51,7 +53,7 @@ def validate(
     failure: ConfigError | None = None
     for target in targets:
         try:
-            loaded = load_config(target, overrides or ())
+            loaded = validate_project(target, overrides or ())
         except ConfigError as error:
             if output_format != "json" and len(targets) == 1:
                 raise

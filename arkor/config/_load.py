@@ -17,14 +17,17 @@ from typing import Any
 
 from arkor._fs import sha256_bytes
 from arkor.config._errors import ConfigError, ConfigIssue, KeyPath, Location, format_key_path
+from arkor.config._limits import DEPTH_HINT, MAX_EXTENDS, too_deep, toml_nesting_overflow
 from arkor.config._models import SECRET_FIELDS
 from arkor.config._toml_positions import Position, toml_positions
+from arkor.config._yaml import parse_yaml
 
 CONFIG_FILENAMES = ("arkor.toml", "arkor.yaml", "arkor.yml")
 PYPROJECT = "pyproject.toml"
 _PYPROJECT_PREFIX: KeyPath = ("tool", "arkor")
 
 _ENV_REFERENCE = re.compile(r"\$(\$)?\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_LONG_NUMBER = re.compile(r"[0-9_]{4000,}")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class RawConfig:
     sources: list[SourceFile]
     overrides: tuple[str, ...]
     cwd: Path
+    references: dict[KeyPath, str]
+    """Values that were one whole ``${env:…}`` reference, by key path, with that reference."""
 
     @property
     def root(self) -> Path:
@@ -80,7 +85,7 @@ class RawConfig:
             found = self.origins.get(path[:depth])
             if found is not None:
                 return found
-        return Origin(_display(self.path), self.path)
+        return Origin(_display(self.path), self.path, (1, 1), (1, 1))
 
     def locate(self, path: KeyPath, *, at_key: bool = False) -> Location:
         """The location of ``path`` for an error message."""
@@ -124,18 +129,33 @@ def load_raw(
     env = os.environ if env is None else env
     main = (cwd / path).resolve() if path is not None else discover_config(cwd).resolve()
     if not main.is_file():
+        problem = "is not a regular file" if main.exists() else "does not exist"
         raise ConfigError(
-            message=f"Config file {_display(main)} does not exist. Check the path passed to `-c`."
+            message=f"Config file {_display(main)} {problem}. Check the path passed to `-c`."
         )
     issues: list[ConfigIssue] = []
     sources: list[SourceFile] = []
-    data, origins = _load_chain(main, env, sources, issues, chain=())
+    references: dict[KeyPath, str] = {}
+    data, origins = _load_chain(main, env, sources, issues, (), references)
     overrides = tuple(overrides)
     for override in overrides:
-        _apply_override(override, data, origins, issues)
+        _apply_override(override, data, origins, issues, references)
+    if not issues and (deep := too_deep(data)) is not None:
+        issues.append(
+            ConfigIssue(f"tables and arrays nest too deeply here. {DEPTH_HINT}", _locate(origins, deep), deep)
+        )
     if issues:
         raise ConfigError(issues)
-    return RawConfig(data, origins, main, sources, overrides, cwd)
+    return RawConfig(data, origins, main, sources, overrides, cwd, references)
+
+
+def _locate(origins: Mapping[KeyPath, Origin], path: KeyPath) -> Location:
+    """The location of ``path`` or of its nearest ancestor that has one."""
+    for depth in range(len(path), -1, -1):
+        found = origins.get(path[:depth])
+        if found is not None:
+            return found.location()
+    return Location("?")
 
 
 def _load_chain(
@@ -144,183 +164,191 @@ def _load_chain(
     sources: list[SourceFile],
     issues: list[ConfigIssue],
     chain: tuple[Path, ...],
+    references: dict[KeyPath, str],
 ) -> tuple[dict[str, Any], dict[KeyPath, Origin]]:
-    """Load ``path`` merged over the file it extends, recursively."""
-    raw_bytes = path.read_bytes()
+    """Load ``path`` merged over the file it extends, recursively (at most MAX_EXTENDS deep)."""
+    display = _display(path)
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(
+            [ConfigIssue(f"cannot read the file: {error.strerror or error}.", Location(display))]
+        ) from None
     sources.append(SourceFile(path, "config" if not chain else "extends", sha256_bytes(raw_bytes)))
     data, origins = _parse(path, raw_bytes)
-    _interpolate(data, (), env, origins, issues)
+    _interpolate(data, (), env, origins, issues, references)
     parent = data.pop("extends", None)
     if parent is None:
         return data, origins
-    if not isinstance(parent, str) or not parent:
-        issues.append(
-            ConfigIssue(
-                f"expected a file path string, got {describe_value(parent)}",
-                origins[("extends",)].location(),
-                ("extends",),
-            )
-        )
-        return data, origins
-    base_path = (path.parent / parent).resolve()
     here = (*chain, path)
-    if base_path in here:
-        cycle = " → ".join(_display(p) for p in (*here, base_path))
-        issues.append(
-            ConfigIssue(
-                f"`extends` makes a cycle: {cycle}. Remove one of these `extends` keys.",
-                origins[("extends",)].location(),
-                ("extends",),
-            )
-        )
+    problem = _extends_problem(path, parent, here)
+    if problem is not None:
+        issues.append(ConfigIssue(problem, origins[("extends",)].location(), ("extends",)))
         return data, origins
-    if not base_path.is_file():
-        issues.append(
-            ConfigIssue(
-                f"the extended file {_display(base_path)} does not exist (paths are relative "
-                f"to {_display(path)}).",
-                origins[("extends",)].location(),
-                ("extends",),
-            )
-        )
-        return data, origins
-    base_data, base_origins = _load_chain(base_path, env, sources, issues, here)
+    base_path = (path.parent / str(parent)).resolve()
+    base_references: dict[KeyPath, str] = {}
+    base_data, base_origins = _load_chain(base_path, env, sources, issues, here, base_references)
     replaced = _merge(base_data, data, ())
-    kept = {
-        key: origin
-        for key, origin in base_origins.items()
-        if not any(key[: len(prefix)] == prefix and len(key) > len(prefix) for prefix in replaced)
-    }
+
+    def overridden(key: KeyPath) -> bool:
+        return any(key[: len(prefix)] == prefix and len(key) > len(prefix) for prefix in replaced)
+
+    kept = {key: origin for key, origin in base_origins.items() if not overridden(key)}
+    for key, reference in base_references.items():
+        if key not in origins and not overridden(key):
+            references[key] = reference
     origins.pop(("extends",), None)
     return base_data, {**kept, **origins}
 
 
+def _extends_problem(path: Path, parent: Any, chain: tuple[Path, ...]) -> str | None:
+    """Why the file ``path`` cannot extend ``parent``, checked before that file is read."""
+    if not isinstance(parent, str) or not parent:
+        return f"expected a file path string, got {describe_value(parent)}."
+    base_path = (path.parent / parent).resolve()
+    if base_path in chain:
+        cycle = " → ".join(_display(p) for p in (*chain, base_path))
+        return f"`extends` makes a cycle: {cycle}. Remove one of these `extends` keys."
+    if len(chain) >= MAX_EXTENDS:
+        return (
+            f"`extends` chains more than {MAX_EXTENDS} files, the most Arkor follows. Fold some "
+            "of the files in this chain together."
+        )
+    if base_path.suffix.lower() not in (".toml", ".yaml", ".yml"):
+        return (
+            f"the extended file {_display(base_path)} is not a config: `extends` names a "
+            ".toml, .yaml or .yml file."
+        )
+    if not base_path.exists():
+        return (
+            f"the extended file {_display(base_path)} does not exist (paths are relative to "
+            f"{_display(path)})."
+        )
+    if not base_path.is_file():
+        return f"the extended file {_display(base_path)} is not a regular file."
+    return None
+
+
 def _parse(path: Path, raw: bytes) -> tuple[dict[str, Any], dict[KeyPath, Origin]]:
-    """Parse one file by its suffix into data plus per-key origins."""
+    """Parse one file by its suffix into data plus per-key origins (``()`` is the document)."""
     display = _display(path)
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
         raise ConfigError(
-            [ConfigIssue(f"the file is not UTF-8 text ({error.reason}).", Location(display))]
+            [
+                ConfigIssue(
+                    f"the file is not UTF-8 text: byte 0x{raw[error.start]:02x} here cannot "
+                    "start or continue a UTF-8 character. Save the file as UTF-8 in your editor.",
+                    Location(display, line, column),
+                )
+            ]
         ) from None
     suffix = path.suffix.lower()
-    if suffix == ".toml":
-        data, spans = _parse_toml(text, display)
-        if path.name == PYPROJECT:
-            tool = data.get("tool", {}).get("arkor")
-            if not isinstance(tool, dict):
-                raise ConfigError(
-                    message=f"{display} has no [tool.arkor] table. Add one, or use arkor.toml."
-                )
-            data = tool
-            cut = len(_PYPROJECT_PREFIX)
-            spans = {k[cut:]: v for k, v in spans.items() if k[:cut] == _PYPROJECT_PREFIX}
-    elif suffix in (".yaml", ".yml"):
-        data, spans = _parse_yaml(text, display)
-    else:
+    if suffix not in (".toml", ".yaml", ".yml"):
         raise ConfigError(
             message=(
                 f"{display}: config files must end in .toml, .yaml or .yml, so Arkor knows how "
                 "to read them."
             )
         )
+    if not _without_comments(text).strip():
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "the file is empty. A config needs at least a `trainer` table with `name`, "
+                    "`model` and `dataset`; `arkor init` writes a complete one to start from.",
+                    Location(display, 1, 1),
+                )
+            ]
+        )
+    if suffix == ".toml":
+        data, spans = _parse_toml(text, display)
+        if path.name == PYPROJECT:
+            data, spans = _tool_arkor(data, spans, display)
+    else:
+        data, spans = parse_yaml(text, display)
     origins = {key: Origin(display, path, *span) for key, span in spans.items()}
+    origins.setdefault((), Origin(display, path, (1, 1), (1, 1)))
     return data, origins
+
+
+def _without_comments(text: str) -> str:
+    """``text`` without ``#`` comment lines, to tell an empty document from a short one."""
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def _tool_arkor(
+    data: dict[str, Any], spans: dict[KeyPath, tuple[Position, Position]], display: str
+) -> tuple[dict[str, Any], dict[KeyPath, tuple[Position, Position]]]:
+    """The ``[tool.arkor]`` table of a ``pyproject.toml``, with positions in that file."""
+    tool = data.get("tool")
+    table = tool.get("arkor") if isinstance(tool, dict) else None
+    if not isinstance(table, dict):
+        where = spans.get(("tool", "arkor")) or spans.get(("tool",)) or ((1, 1), (1, 1))
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "no [tool.arkor] table here. Add one, or use arkor.toml.",
+                    Location(display, *where[0]),
+                )
+            ]
+        )
+    cut = len(_PYPROJECT_PREFIX)
+    spans = {k[cut:]: v for k, v in spans.items() if k[:cut] == _PYPROJECT_PREFIX}
+    return table, spans
 
 
 def _parse_toml(
     text: str, display: str
 ) -> tuple[dict[str, Any], dict[KeyPath, tuple[Position, Position]]]:
+    overflow = toml_nesting_overflow(text)
+    if overflow is not None:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    f"tables and arrays nest too deeply here. {DEPTH_HINT}",
+                    _offset_location(text, overflow, display),
+                )
+            ]
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        message = str(error)
-        match = re.search(r"\(at line (\d+), column (\d+)\)$", message)
-        location = Location(display, int(match[1]), int(match[2])) if match else Location(display)
-        reason = message[: match.start()].strip() if match else message
         raise ConfigError(
-            [ConfigIssue(f"TOML syntax error: {reason}.", location)],
-            message="The config is not valid TOML:",
+            [_toml_issue(str(error), text, display)], message="The config is not valid TOML:"
+        ) from None
+    except ValueError:  # an integer too long for Python to convert
+        match = _LONG_NUMBER.search(text)
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "this number has thousands of digits, more than a config can use. Shorten it.",
+                    _offset_location(text, match.start() if match else 0, display),
+                )
+            ]
         ) from None
     return data, {key: (span.key, span.value) for key, span in toml_positions(text).items()}
 
 
-def _parse_yaml(
-    text: str, display: str
-) -> tuple[dict[str, Any], dict[KeyPath, tuple[Position, Position]]]:
-    import yaml
-
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else {}
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        location = Location(display, mark.line + 1, mark.column + 1) if mark else Location(display)
-        reason = " ".join(part for part in (error.context, error.problem) if part)
-        raise ConfigError(
-            [ConfigIssue(f"YAML syntax error: {reason}.", location)],
-            message="The config is not valid YAML:",
-        ) from None
-    finally:
-        loader.dispose()
-    if not isinstance(data, dict):
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    f"expected a mapping at the top level, got {describe_value(data)}.",
-                    Location(display, 1, 1),
-                )
-            ]
-        )
-    spans: dict[KeyPath, tuple[Position, Position]] = {}
-    duplicates: list[ConfigIssue] = []
-    _walk_yaml(node, (), spans, duplicates, display)
-    if duplicates:
-        raise ConfigError(duplicates)
-    return _string_keys(data), spans
+def _toml_issue(message: str, text: str, display: str) -> ConfigIssue:
+    """A ``tomllib`` error, located; one at the end of the document points at its last line."""
+    match = re.search(r"\(at line (\d+), column (\d+)\)$", message)
+    if match:
+        location = Location(display, int(match[1]), int(match[2]))
+        reason = message[: match.start()].strip()
+    else:
+        location = _offset_location(text, len(text.rstrip()), display)
+        reason = re.sub(r"\s*\(at end of document\)$", "", message)
+        reason += " at the end of the file"
+    return ConfigIssue(f"TOML syntax error: {reason}.", location)
 
 
-def _walk_yaml(
-    node: Any,
-    path: KeyPath,
-    spans: dict[KeyPath, tuple[Position, Position]],
-    duplicates: list[ConfigIssue],
-    display: str,
-) -> None:
-    import yaml
-
-    def at(mark: Any) -> Position:
-        return mark.line + 1, mark.column + 1
-
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key_path = (*path, str(key_node.value))
-            if key_path in spans:
-                line, column = at(key_node.start_mark)
-                duplicates.append(
-                    ConfigIssue(
-                        "duplicate key; YAML would silently keep only the last one. Remove one.",
-                        Location(display, line, column),
-                        key_path,
-                    )
-                )
-            spans[key_path] = (at(key_node.start_mark), at(value_node.start_mark))
-            _walk_yaml(value_node, key_path, spans, duplicates, display)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            spans[(*path, index)] = (at(item.start_mark), at(item.start_mark))
-            _walk_yaml(item, (*path, index), spans, duplicates, display)
-
-
-def _string_keys(value: Any) -> Any:
-    """YAML allows non-string keys (``1:``, ``true:``); config keys are always strings."""
-    if isinstance(value, dict):
-        return {str(key): _string_keys(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_string_keys(item) for item in value]
-    return value
+def _offset_location(text: str, offset: int, display: str) -> Location:
+    line = text.count("\n", 0, offset) + 1
+    return Location(display, line, offset - (text.rfind("\n", 0, offset) + 1) + 1)
 
 
 def _interpolate(
@@ -329,16 +357,27 @@ def _interpolate(
     env: Mapping[str, str],
     origins: Mapping[KeyPath, Origin],
     issues: list[ConfigIssue],
+    references: dict[KeyPath, str],
 ) -> Any:
-    """Replace ``${env:NAME}`` / ``${env:NAME:-default}`` in strings, in place; ``$${`` escapes."""
+    """Replace ``${env:NAME}`` / ``${env:NAME:-default}`` in strings, in place; ``$${`` escapes.
+
+    A value that is one whole reference is noted in ``references``: the validator reads
+    it as a number or boolean where the schema expects one (see :func:`typed_references`).
+    """
     if isinstance(node, dict):
         for key, value in node.items():
-            node[key] = _interpolate(value, (*path, key), env, origins, issues)
+            node[key] = _interpolate(value, (*path, key), env, origins, issues, references)
         return node
     if isinstance(node, list):
-        return [_interpolate(item, (*path, i), env, origins, issues) for i, item in enumerate(node)]
+        return [
+            _interpolate(item, (*path, i), env, origins, issues, references)
+            for i, item in enumerate(node)
+        ]
     if not isinstance(node, str) or "${" not in node or path in SECRET_FIELDS:
         return node
+    whole = _ENV_REFERENCE.fullmatch(node)
+    if whole is not None and not whole[1]:
+        references[path] = node
 
     def replace(match: re.Match[str]) -> str:
         escaped, name, default = match.groups()
@@ -349,12 +388,11 @@ def _interpolate(
             return value
         if default is not None:
             return default
-        origin = origins.get(path)
         issues.append(
             ConfigIssue(
                 f"environment variable {name} is not set. Export it, or give a default: "
                 f"`${{env:{name}:-value}}`.",
-                origin.location() if origin else Location("?"),
+                _locate(origins, path),
                 path,
             )
         )
@@ -391,8 +429,13 @@ def _apply_override(
     data: dict[str, Any],
     origins: dict[KeyPath, Origin],
     issues: list[ConfigIssue],
+    references: dict[KeyPath, str],
 ) -> None:
-    """Apply ``--set a.b.c=VALUE``: the value is a TOML literal, or else a plain string."""
+    """Apply ``--set a.b.c=VALUE``: the value is a TOML literal, or else a plain string.
+
+    Every table the flag creates gets the flag as its origin, so an unknown key in it
+    (``--set trainr.max_steps=10``) is blamed on the flag, not on the file.
+    """
     source = f"--set {override}"
     key_text, sep, value_text = override.partition("=")
     keys = tuple(part.strip() for part in key_text.split("."))
@@ -404,12 +447,19 @@ def _apply_override(
             )
         )
         return
+    if toml_nesting_overflow(value_text, start_depth=len(keys)) is not None:
+        issues.append(
+            ConfigIssue(f"the value nests too deeply. {DEPTH_HINT}", Location(source), keys)
+        )
+        return
     try:
         value = tomllib.loads(f"v = {value_text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, ValueError):
         value = value_text
     node = data
     for depth, key in enumerate(keys[:-1]):
+        if key not in node:
+            origins[keys[: depth + 1]] = Origin(source)
         child = node.setdefault(key, {})
         if not isinstance(child, dict):
             issues.append(
@@ -425,16 +475,27 @@ def _apply_override(
     node[keys[-1]] = value
     for stale in [path for path in origins if path[: len(keys)] == keys]:
         del origins[stale]
+    for stale in [path for path in references if path[: len(keys)] == keys]:
+        del references[stale]
     origins[keys] = Origin(source)
 
 
 def has_arkor_table(pyproject: Path) -> bool:
     """Whether a ``pyproject.toml`` has a ``[tool.arkor]`` table."""
     try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return "[tool.arkor" in pyproject.read_text(encoding="utf-8", errors="replace")
-    return isinstance(data.get("tool", {}).get("arkor"), dict)
+        text = pyproject.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    if "arkor" not in text:
+        return False
+    if toml_nesting_overflow(text) is not None:
+        return "[tool.arkor" in text
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError):
+        return "[tool.arkor" in text
+    tool = data.get("tool")
+    return isinstance(tool, dict) and isinstance(tool.get("arkor"), dict)
 
 
 def _display(path: Path) -> str:

@@ -8,8 +8,9 @@ passes becomes an :class:`ArkorConfig`.
 from __future__ import annotations
 
 import difflib
+import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,13 +81,15 @@ def load_config(
     Anything else is checked against the schema, so errors read as the editor shows them.
     """
     raw = load_raw(Path(path) if path is not None else None, overrides, cwd=cwd, env=env)
+    if raw.references:
+        typed_references(raw)
     from pydantic import ValidationError
 
     try:
         return LoadedConfig(ArkorConfig.model_validate(raw.data, strict=True), raw)
     except ValidationError:
         pass  # explained below, in the schema's words
-    issues = list(schema_issues(raw))
+    issues = [_with_reference(issue, raw) for issue in schema_issues(raw)]
     if issues:
         raise ConfigError(issues)
     try:
@@ -103,6 +106,84 @@ def load_config(
             ]
         ) from None
     return LoadedConfig(config, raw)
+
+
+def typed_references(raw: RawConfig) -> None:
+    """Give each whole ``${env:…}`` value the type the schema expects there, in place.
+
+    Environment variables are text, so ``max_steps = "${env:STEPS:-7}"`` yields ``"7"``.
+    Where the schema takes no string but a number or a boolean, the text is read as a
+    TOML literal (as ``--set`` values are) and kept when it has one of those types;
+    otherwise it stays a string and the schema error says where it came from.
+    """
+    schema = load_shipped_schema()
+    for path in raw.references:
+        parent: Any = raw.data
+        for part in path[:-1]:
+            parent = parent[part] if isinstance(parent, dict | list) else None
+        value = parent.get(path[-1]) if isinstance(parent, dict) else None
+        kinds = _schema_types(schema, path)
+        if not isinstance(value, str) or not kinds or "string" in kinds:
+            continue
+        try:
+            literal = tomllib.loads(f"v = {value}")["v"] if "\n" not in value else None
+        except (tomllib.TOMLDecodeError, ValueError):
+            continue
+        if _json_type(literal) in kinds or (isinstance(literal, int) and "number" in kinds):
+            parent[path[-1]] = literal
+
+
+def _schema_types(schema: dict[str, Any], path: KeyPath) -> set[str]:
+    """The JSON types the schema allows at ``path`` (through every ``anyOf``/``oneOf``)."""
+    nodes = _alternatives([schema])
+    for part in path:
+        found: list[dict[str, Any]] = []
+        for node in nodes:
+            if isinstance(part, str) and part in node.get("properties", {}):
+                found.append(node["properties"][part])
+            elif isinstance(part, int) and isinstance(node.get("items"), dict):
+                found.append(node["items"])
+        nodes = _alternatives(found)
+    kinds: set[str] = set()
+    for node in nodes:
+        declared = node.get("type")
+        kinds.update(declared if isinstance(declared, list) else [declared] if declared else [])
+        if any(isinstance(v, str) for v in [node.get("const"), *node.get("enum", [])]):
+            kinds.add("string")
+    return kinds
+
+
+def _alternatives(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    expanded: list[dict[str, Any]] = []
+    pending = list(nodes)
+    while pending:
+        node = pending.pop()
+        expanded.append(node)
+        for key in ("anyOf", "oneOf", "allOf"):
+            pending.extend(branch for branch in node.get(key, []) if isinstance(branch, dict))
+    return expanded
+
+
+def _json_type(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    return None
+
+
+def _with_reference(issue: ConfigIssue, raw: RawConfig) -> ConfigIssue:
+    """Say which ``${env:…}`` reference gave a bad value."""
+    reference = raw.references.get(issue.path)
+    if reference is None:
+        return issue
+    return replace(
+        issue,
+        message=f"{issue.message} The value comes from `{reference}`: set the variable (or the "
+        "default after `:-`) to a valid value.",
+    )
 
 
 def schema_issues(raw: RawConfig) -> Iterator[ConfigIssue]:

@@ -2,6 +2,7 @@
 
 from arkor.manifest._build import BuildResult, build, build_project, freeze, job_config_for
 from arkor.manifest._callbacks import CALLBACK_EVENTS, ResolvedCallback, load_callback, split_target
+from arkor.manifest._check import check_project, validate_project
 from arkor.manifest._dataset import DatasetReport, inspect_dataset
 from arkor.manifest._manifest import (
     MANIFEST_RELATIVE_PATH,
@@ -37,6 +38,7 @@ __all__ = [
     "build",
     "build_project",
     "canonical_json",
+    "check_project",
     "check_staleness",
     "compute_digest",
     "freeze",
@@ -48,4 +50,5 @@ __all__ = [
     "read_fresh_manifest",
     "read_manifest",
     "split_target",
+    "validate_project",
 ]

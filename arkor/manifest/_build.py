@@ -34,6 +34,7 @@ from arkor.config import (
     load_config,
 )
 from arkor.manifest._callbacks import ResolvedCallback, resolve_callbacks
+from arkor.manifest._check import dataset_file, dataset_file_issue
 from arkor.manifest._dataset import DatasetReport, default_mapping, inspect_dataset
 from arkor.manifest._manifest import (
     MANIFEST_VERSION,
@@ -127,22 +128,11 @@ def _freeze_dataset(
 ) -> tuple[DatasetSource, ManifestDataset, DatasetReport | None]:
     """The wire dataset source, its manifest entry, and (for a local file) what checking found."""
     dataset = loaded.config.trainer.dataset
-    if isinstance(dataset, FileDataset):
-        key = ("trainer", "dataset", "path")
-        origin = loaded.raw.origin(key)
-        base = origin.file.parent if origin.file is not None else loaded.root
-        file = (base / dataset.path).resolve()
-        if not file.is_file():
-            raise ConfigError(
-                [
-                    ConfigIssue(
-                        f"the dataset file {file} does not exist (paths are relative to the "
-                        "config file that names them).",
-                        loaded.raw.locate(key),
-                        key,
-                    )
-                ]
-            )
+    file = dataset_file(loaded)
+    if file is not None:
+        problem = dataset_file_issue(loaded)
+        if problem is not None:
+            raise ConfigError([problem])
         relative = _relative(file, loaded.root)
         report = inspect_dataset(file, relative, _format_setting(loaded.config.trainer))
         digest, size = sha256_file(file)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from arkor._fs import sha256_file
@@ -43,11 +44,18 @@ def split_target(target: str) -> tuple[str, str]:
 
 def load_callback(target: str, root: Path) -> Callable[..., Any]:
     """Import the function ``target`` names, with ``root`` on ``sys.path``."""
-    module_name, attribute = split_target(target)
+    return _attribute(_import(split_target(target)[0], root), target)
+
+
+def _import(module_name: str, root: Path) -> ModuleType:
     with _on_sys_path(root):
         _forget_shadowed(module_name, root)
-        value: Any = importlib.import_module(module_name)
-    for part in attribute.split("."):
+        return importlib.import_module(module_name)
+
+
+def _attribute(module: ModuleType, target: str) -> Callable[..., Any]:
+    value: Any = module
+    for part in split_target(target)[1].split("."):
         value = getattr(value, part)
     if not callable(value):
         raise TypeError(f"`{target}` is a {type(value).__name__}, not a function")
@@ -55,19 +63,39 @@ def load_callback(target: str, root: Path) -> Callable[..., Any]:
 
 
 def resolve_callbacks(callbacks: Callbacks, raw: RawConfig) -> dict[str, ResolvedCallback]:
-    """Check every callback in ``callbacks``; raise one :class:`ConfigError` listing all failures."""
+    """Check every callback in ``callbacks``; raise one :class:`ConfigError` listing all failures.
+
+    Each module is imported once: a module that fails to import is one problem, reported
+    at the first callback that names it, however many callbacks live in it.
+    """
     resolved: dict[str, ResolvedCallback] = {}
     issues: list[ConfigIssue] = []
     cause: Exception | None = None
+    modules: dict[str, ModuleType | Exception] = {}
     for event in CALLBACK_EVENTS:
         target = getattr(callbacks, event)
         if target is None:
             continue
         path = ("trainer", "callbacks", event)
+        module_name = split_target(target)[0]
+        if module_name not in modules:
+            try:
+                modules[module_name] = _import(module_name, raw.root)
+            except Exception as error:  # the user's module may raise anything while importing
+                modules[module_name] = error
+                cause = cause or error
+                others = _other_events(callbacks, module_name, event)
+                issues.append(
+                    ConfigIssue(
+                        _import_problem(target, error, raw.root) + others, raw.locate(path), path
+                    )
+                )
+        module = modules[module_name]
+        if isinstance(module, Exception):
+            continue
         try:
-            function = load_callback(target, raw.root)
-        except Exception as error:  # the user's module may raise anything while importing
-            cause = cause or error
+            function = _attribute(module, target)
+        except (AttributeError, TypeError) as error:
             issues.append(
                 ConfigIssue(_import_problem(target, error, raw.root), raw.locate(path), path)
             )
@@ -82,14 +110,29 @@ def resolve_callbacks(callbacks: Callbacks, raw: RawConfig) -> dict[str, Resolve
                 )
             )
             continue
-        module_name, attribute = split_target(target)
-        module_file = getattr(sys.modules.get(module_name), "__file__", None)
+        attribute = split_target(target)[1]
+        module_file = getattr(module, "__file__", None)
         file = Path(module_file).resolve() if module_file else None
         digest = sha256_file(file)[0] if file and file.is_file() else None
         resolved[event] = ResolvedCallback(target, module_name, attribute, file, digest)
     if issues:
         raise ConfigError(issues) from cause  # `--debug` shows the user's traceback too
     return resolved
+
+
+def _other_events(callbacks: Callbacks, module_name: str, event: str) -> str:
+    """`` (on_log and on_failed name it too.)`` for the other callbacks in a broken module."""
+    others = [
+        other
+        for other in CALLBACK_EVENTS
+        if other != event
+        and (target := getattr(callbacks, other)) is not None
+        and split_target(target)[0] == module_name
+    ]
+    if not others:
+        return ""
+    names = " and ".join(f"`{name}`" for name in others)
+    return f" ({names} {'names' if len(others) == 1 else 'name'} the same module.)"
 
 
 def _import_problem(target: str, error: Exception, root: Path) -> str:

@@ -94,8 +94,9 @@ class TestSyntaxErrors:
             load_config()
         (issue,) = error.value.issues
         assert issue.location.source == "arkor.yaml"
-        assert issue.location.line is not None and issue.location.line >= 3
-        assert "YAML syntax error" in issue.message
+        assert (issue.location.line, issue.location.column) == (3, 10)
+        assert "this `[` list is never closed" in issue.message
+        assert "The config is not valid YAML" in str(error.value)
 
     def test_yaml_duplicate_keys_are_reported(self, project: Path) -> None:
         write(project, "arkor.yaml", "trainer:\n  name: a\n  name: b\n")

@@ -85,7 +85,7 @@ def test_unknown_top_level_key(project: Path) -> None:
         "arkor.toml:1:1: trainr: unknown key `trainr` at the top level. Did you mean `trainer`?"
         in lines
     )
-    assert "arkor.toml: missing required key `trainer` at the top level." in lines
+    assert "arkor.toml:1:1: missing required key `trainer` at the top level." in lines
 
 
 def test_unknown_key_without_close_match_lists_allowed_keys(project: Path) -> None:
