@@ -17,7 +17,7 @@ from typing import Any
 
 from arkor._fs import sha256_bytes
 from arkor.config._errors import ConfigError, ConfigIssue, KeyPath, Location, format_key_path
-from arkor.config._limits import DEPTH_HINT, MAX_EXTENDS, too_deep, toml_nesting_overflow
+from arkor.config._limits import DEPTH_HINT, MAX_EXTENDS, toml_nesting_overflow, too_deep
 from arkor.config._models import SECRET_FIELDS
 from arkor.config._toml_positions import Position, toml_positions
 from arkor.config._yaml import parse_yaml
@@ -142,7 +142,11 @@ def load_raw(
         _apply_override(override, data, origins, issues, references)
     if not issues and (deep := too_deep(data)) is not None:
         issues.append(
-            ConfigIssue(f"tables and arrays nest too deeply here. {DEPTH_HINT}", _locate(origins, deep), deep)
+            ConfigIssue(
+                f"tables and arrays nest too deeply here. {DEPTH_HINT}",
+                _locate(origins, deep),
+                deep,
+            )
         )
     if issues:
         raise ConfigError(issues)

@@ -120,7 +120,7 @@ def typed_references(raw: RawConfig) -> None:
     for path in raw.references:
         parent: Any = raw.data
         for part in path[:-1]:
-            parent = parent[part] if isinstance(parent, dict | list) else None
+            parent = parent.get(part) if isinstance(parent, dict) else None
         value = parent.get(path[-1]) if isinstance(parent, dict) else None
         kinds = _schema_types(schema, path)
         if not isinstance(value, str) or not kinds or "string" in kinds:

@@ -129,7 +129,12 @@ def _add(stack: list[list[int]], size: int, height: int) -> None:
 
 def _too_deep(event: yaml.Event, display: str) -> ConfigError:
     return ConfigError(
-        [ConfigIssue(f"lists and mappings nest too deeply here. {DEPTH_HINT}", _at(event.start_mark, display))]
+        [
+            ConfigIssue(
+                f"lists and mappings nest too deeply here. {DEPTH_HINT}",
+                _at(event.start_mark, display),
+            )
+        ]
     )
 
 
@@ -337,7 +342,12 @@ def _indentation_problem(_text: str, mark: Any, error: Any) -> str:
 
 _RULES: list[tuple[str, str, bool, Any]] = [
     (r"mapping values are not allowed", "", False, _mapping_value_problem),
-    (r"found character '\\t'", "", False, "a tab character: YAML indents with spaces only. Replace the tab with spaces."),
+    (
+        r"found character '\\t'",
+        "",
+        False,
+        "a tab character: YAML indents with spaces only. Replace the tab with spaces.",
+    ),
     (
         r"expected <block end>, but found '[\]}]'",
         "",

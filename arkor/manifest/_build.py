@@ -26,7 +26,6 @@ from arkor.config import (
     SECRET_FIELDS,
     BlobDataset,
     ConfigError,
-    ConfigIssue,
     FileDataset,
     LoadedConfig,
     Trainer,
@@ -128,11 +127,11 @@ def _freeze_dataset(
 ) -> tuple[DatasetSource, ManifestDataset, DatasetReport | None]:
     """The wire dataset source, its manifest entry, and (for a local file) what checking found."""
     dataset = loaded.config.trainer.dataset
-    file = dataset_file(loaded)
-    if file is not None:
+    if isinstance(dataset, FileDataset):
         problem = dataset_file_issue(loaded)
         if problem is not None:
             raise ConfigError([problem])
+        file = dataset_file(loaded, dataset)
         relative = _relative(file, loaded.root)
         report = inspect_dataset(file, relative, _format_setting(loaded.config.trainer))
         digest, size = sha256_file(file)

@@ -51,11 +51,8 @@ def check_project(loaded: LoadedConfig) -> None:
         raise ConfigError(issues)
 
 
-def dataset_file(loaded: LoadedConfig) -> Path | None:
+def dataset_file(loaded: LoadedConfig, dataset: FileDataset) -> Path:
     """The local dataset file, resolved against the config file that names it."""
-    dataset = loaded.config.trainer.dataset
-    if not isinstance(dataset, FileDataset):
-        return None
     origin = loaded.raw.origin(("trainer", "dataset", "path"))
     base = origin.file.parent if origin.file is not None else loaded.root
     return (base / dataset.path).resolve()
@@ -63,9 +60,10 @@ def dataset_file(loaded: LoadedConfig) -> Path | None:
 
 def dataset_file_issue(loaded: LoadedConfig) -> ConfigIssue | None:
     """Why the local dataset file cannot be read, located at ``trainer.dataset.path``."""
-    file = dataset_file(loaded)
-    if file is None:
+    dataset = loaded.config.trainer.dataset
+    if not isinstance(dataset, FileDataset):
         return None
+    file = dataset_file(loaded, dataset)
     key = ("trainer", "dataset", "path")
     if not file.exists():
         problem = (
