@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 _STYLES = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2", "cyan": "36"}
@@ -51,3 +53,26 @@ def warn(message: str) -> None:
 def print_json(data: Any) -> None:
     """Machine-readable output: one JSON document on stdout."""
     print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def print_json_line(data: Any, stream: TextIO | None = None) -> None:
+    """One JSON document on one line (JSON Lines), flushed so a reader sees it at once."""
+    print(json.dumps(data, ensure_ascii=False), file=stream or sys.stdout, flush=True)
+
+
+@contextmanager
+def stdout_reserved_for_json() -> Iterator[TextIO]:
+    """Yield the real stdout for JSON lines and send everything else printed to stderr.
+
+    User code (callbacks and what they log) prints to ``sys.stdout``; while this block
+    runs that is stderr, for every thread at once (one swap before the run, not one per
+    callback, so no thread sees a half-restored stream), and stdout carries only what is
+    written to the yielded stream.
+    """
+    reserved = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        yield reserved
+    finally:
+        sys.stdout.flush()
+        sys.stdout = reserved

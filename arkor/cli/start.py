@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
@@ -40,7 +41,22 @@ def start(
 
       arkor start --rebuild --json
     """
-    from arkor.cli._output import echo, print_json
+    from contextlib import AbstractContextManager, nullcontext
+
+    from arkor.cli._output import stdout_reserved_for_json
+
+    reserve: AbstractContextManager[TextIO] = (
+        stdout_reserved_for_json() if json_output else nullcontext(sys.stdout)
+    )
+    with reserve as out:
+        return _run(manifest, rebuild=rebuild, detach=detach, json_output=json_output, out=out)
+
+
+def _run(
+    manifest: Path | None, *, rebuild: bool, detach: bool, json_output: bool, out: TextIO
+) -> int:
+    """The command's body; ``out`` is where results go (in JSON mode, the only writer to stdout)."""
+    from arkor.cli._output import echo, print_json_line
     from arkor.cli._progress import RunDisplay
     from arkor.errors import ManifestError, UsageError
     from arkor.manifest import build_project, manifest_path_for
@@ -70,19 +86,19 @@ def start(
         _note(json_output, f"Job {job.id} submitted ({job.name}).")
         if detach:
             if json_output:
-                print_json({"job": job.to_wire(), "plane": session.url})
+                print_json_line({"job": job.to_wire(), "plane": session.url}, out)
             else:
                 echo(
                     f"Follow it with `arkor jobs logs {job.id} --follow`; cancel with `arkor jobs cancel {job.id}`."
                 )
             return 0
-        display = RunDisplay(json_lines=json_output)
+        display = RunDisplay(json_lines=json_output, stream=out)
         try:
             result = trainer.wait(on_event=display.event, after_callbacks=display.redraw)
         except KeyboardInterrupt:
             _interrupted(trainer, job.id, session.kind == "embedded")
             return 130
-        _summary(trainer, result, json_output)
+        _summary(trainer, result, json_output, out)
         return 0 if result.status == "completed" else 1
     finally:
         trainer.close()
@@ -116,19 +132,20 @@ def _interrupted(trainer: Trainer, job_id: str, embedded: bool) -> None:
     )
 
 
-def _summary(trainer: Trainer, result: TrainingResult, json_output: bool) -> None:
-    from arkor.cli._output import echo, print_json, style
+def _summary(trainer: Trainer, result: TrainingResult, json_output: bool, out: TextIO) -> None:
+    from arkor.cli._output import echo, print_json_line, style
 
     adapter = _adapter_location(trainer, result)
     if json_output:
-        print_json(
+        print_json_line(
             {
                 "job": result.job.to_wire(),
                 "status": result.status,
                 "metrics": result.metrics,
                 "adapter": adapter,
                 "error": result.error,
-            }
+            },
+            out,
         )
         return
     mark = style("✓", "green") if result.status == "completed" else style("✗", "red")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from arkor.errors import UsageError
 from arkor.sdk._arkor import is_arkor
+from arkor.sdk._dispatch import Callback
 from arkor.sdk._trainer import Trainer, TrainingResult
 
 _CONFIG_SUFFIXES = (".toml", ".yaml", ".yml")
@@ -19,7 +22,6 @@ def trainer_from_manifest(
 ) -> Trainer:
     """A trainer replaying a verified, fresh manifest, its callbacks loaded by dotted path."""
     from arkor.manifest import (
-        load_callback,
         manifest_path_for,
         project_root_of,
         read_fresh_manifest,
@@ -28,9 +30,9 @@ def trainer_from_manifest(
     path = manifest_path or manifest_path_for(Path.cwd())
     manifest = read_fresh_manifest(path)
     root = project_root_of(path)
-    callbacks = {
-        event: load_callback(entry.target, root) for event, entry in manifest.callbacks.items()
-    }
+    callbacks = _load_callbacks(
+        {event: entry.target for event, entry in manifest.callbacks.items()}, root
+    )
     dataset_file = root / manifest.dataset.path if manifest.dataset.path else None
     return Trainer(
         manifest.job.name,
@@ -40,6 +42,30 @@ def trainer_from_manifest(
         cloud_url=cloud_url or manifest.cloud_url,
         cwd=root,
     )
+
+
+def _load_callbacks(targets: Mapping[str, str], root: Path) -> dict[str, Callback]:
+    """Import each callback module once, so the callbacks of one module share its state.
+
+    (An ``on_log`` that tracks the best loss and an ``on_completed`` that reports it must
+    see the same module, not two fresh imports of it.)
+    """
+    from arkor.manifest import load_callback, split_target
+
+    modules: dict[str, ModuleType] = {}
+    callbacks: dict[str, Callback] = {}
+    for event, target in targets.items():
+        module_name, attribute = split_target(target)
+        module = modules.get(module_name)
+        if module is None:
+            callbacks[event] = load_callback(target, root)
+            modules[module_name] = sys.modules[module_name]
+            continue
+        value: Any = module
+        for part in attribute.split("."):
+            value = getattr(value, part)
+        callbacks[event] = value
+    return callbacks
 
 
 def load_entry(path: Path) -> Trainer:

@@ -60,10 +60,7 @@ def test_json_output_is_one_event_per_line_then_a_summary(
 ) -> None:
     result = cli("start", "--json")
     assert result.exit_code == 0, result.stderr
-    lines = result.stdout.splitlines()
-    summary_start = next(index for index, line in enumerate(lines) if line == "{")
-    events = [json.loads(line) for line in lines[:summary_start]]
-    summary = json.loads("\n".join(lines[summary_start:]))
+    *events, summary = [json.loads(line) for line in result.stdout.splitlines()]
     assert events[0]["type"] == "training.started"
     assert events[-1]["type"] == "training.completed"
     assert summary["status"] == "completed"
@@ -185,3 +182,27 @@ def test_ctrl_c_on_the_embedded_plane_cancels_the_job(
     assert process.returncode == 130, stderr
     assert "cancelled job" in stderr
     assert "Traceback" not in stderr
+
+
+def test_the_template_callbacks_add_to_the_cli_output_rather_than_repeat_it(
+    project: Path, cli: CliRunner, tiny_model: Path
+) -> None:
+    assert run(["init", "--yes", "--template", "blank", "--name", "demo"]) == 0
+    assert run(build_args(tiny_model)) == 0
+
+    result = cli("start")
+
+    assert result.exit_code == 0, result.stderr + result.stdout
+    lines = result.stdout.splitlines()
+    for step in (2, 4, 6):
+        assert len([line for line in lines if line.startswith(f"step {step} ")]) == 1, lines
+        assert not any(line.startswith(f"step {step}:") for line in lines)
+    assert [line.split(" answers:")[0] for line in lines if " answers: " in line] == [
+        "checkpoint 3",
+        "checkpoint 6",
+    ]
+    (metrics,) = (project / ".arkor" / "metrics").glob("job_*.jsonl")
+    rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()]
+    assert [row["step"] for row in rows] == [2, 4, 6]
+    best = min(rows, key=lambda row: row["loss"])
+    assert f"best loss {best['loss']:.4f} at step {best['step']}; metrics in {metrics}" in lines, result.stdout[-600:]
