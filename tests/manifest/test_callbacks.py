@@ -241,3 +241,41 @@ def test_project_root_leaves_sys_path_after_the_build(project: Path) -> None:
     before = list(sys.path)
     build_project(cwd=project)
     assert sys.path == before
+
+
+def test_broken_module_is_one_problem_however_many_callbacks_it_holds(
+    project: Path, cli: CliRunner
+) -> None:
+    """Four callbacks in a module that fails to import: one issue, and one import."""
+    events = ("on_log", "on_checkpoint", "on_completed", "on_failed")
+    config = config_with(**{event: f"demo_pkg.callbacks:{event}" for event in events})
+    minimal_project(project, config)
+    callbacks_project(
+        project,
+        "import pathlib\n\nwith pathlib.Path('imports.log').open('a') as log:\n    log.write('x')\n\n"
+        "raise RuntimeError('the model server is down')\n",
+    )
+    result = cli("build")
+    assert result.exit_code == 2
+    assert result.stderr.count("the model server is down") == 1
+    assert "The config has an error:" in result.stderr
+    assert f"{location_of(config, 'on_log')}: trainer.callbacks.on_log:" in result.stderr
+    assert "(`on_checkpoint` and `on_completed` and `on_failed` name the same module.)" in (
+        result.stderr
+    )
+    assert (project / "imports.log").read_text(encoding="utf-8") == "x"
+
+
+def test_module_is_imported_once_for_several_callbacks(project: Path, cli: CliRunner) -> None:
+    """A build imports each callback module once, as ``arkor start`` does."""
+    minimal_project(
+        project,
+        config_with(on_log="demo_pkg.callbacks:on_log", on_failed="demo_pkg.callbacks:on_log"),
+    )
+    callbacks_project(
+        project,
+        "import pathlib\n\nwith pathlib.Path('imports.log').open('a') as log:\n    log.write('x')\n\n\n"
+        + GOOD_MODULE,
+    )
+    assert cli("build").exit_code == 0
+    assert (project / "imports.log").read_text(encoding="utf-8") == "x"
