@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.sdk.conftest import RECORDING_CALLBACKS, build_args
 from arkor.cli.main import run
+from tests.sdk.conftest import RECORDING_CALLBACKS, build_args
 
 NOISY_CALLBACKS = (
-    RECORDING_CALLBACKS.replace("import json\n", "import json\nimport logging\nimport sys\nimport threading\n", 1)
+    "import logging\nimport sys\nimport threading\n"
+    + RECORDING_CALLBACKS
     + """
 
 logger = logging.getLogger("demo.callbacks")

@@ -12,6 +12,7 @@ import pytest
 
 from arkor.cloud import ChatCompletion, ChatCompletionChunk
 from arkor.server import RunningPlane
+from tests.utils.engine_answer import greedy_answer
 from tests.utils.plane import (
     Caller,
     Frame,
@@ -27,6 +28,7 @@ from tests.utils.plane import (
 pytestmark = pytest.mark.slow
 
 CHAT = [{"role": "user", "content": "say hello"}]
+MAX_TOKENS = 6
 
 
 @dataclass
@@ -92,12 +94,12 @@ def chat(trained: Trained, **body: Any) -> Any:
     return trained.caller.http.post(
         "/v1/inference/chat",
         params=trained.caller.scope,
-        json={"messages": CHAT, "maxTokens": 6, "temperature": 0, **body},
+        json={"messages": CHAT, "maxTokens": MAX_TOKENS, "temperature": 0, **body},
         timeout=120,
     )
 
 
-def test_inference_from_the_final_adapter(trained: Trained) -> None:
+def test_inference_from_the_final_adapter(trained: Trained, tiny_model: Path) -> None:
     answer = chat(trained, adapter={"kind": "final", "jobId": trained.job_id}, stream=False)
     assert answer.status_code == 200, answer.text
     completion = ChatCompletion.model_validate(answer.json())
@@ -105,14 +107,19 @@ def test_inference_from_the_final_adapter(trained: Trained) -> None:
     assert completion.usage.completion_tokens >= 1
     assert completion.choices[0].finish_reason in ("stop", "length")
 
+    folder = trained.plane.settings.artifacts_dir / trained.job_id / "adapter"
+    expected = greedy_answer(tiny_model, folder, CHAT, MAX_TOKENS)
+    assert expected != greedy_answer(tiny_model, None, CHAT, MAX_TOKENS), "training changed nothing"
+    assert completion.choices[0].message.content == expected
 
-def test_inference_streams_from_a_checkpoint(trained: Trained) -> None:
+
+def test_inference_streams_from_a_checkpoint(trained: Trained, tiny_model: Path) -> None:
     adapter = {"kind": "checkpoint", "jobId": trained.job_id, "step": 2}
     with trained.caller.http.stream(
         "POST",
         "/v1/inference/chat",
         params=trained.caller.scope,
-        json={"messages": CHAT, "maxTokens": 6, "temperature": 0, "adapter": adapter},
+        json={"messages": CHAT, "maxTokens": MAX_TOKENS, "temperature": 0, "adapter": adapter},
         timeout=120,
     ) as response:
         assert response.status_code == 200
@@ -127,6 +134,11 @@ def test_inference_streams_from_a_checkpoint(trained: Trained) -> None:
     streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
     whole = chat(trained, adapter=adapter, stream=False).json()
     assert whole["choices"][0]["message"]["content"] == streamed  # greedy: the same answer
+
+    folder = trained.plane.settings.artifacts_dir / trained.job_id / "checkpoints" / "checkpoint-2"
+    expected = greedy_answer(tiny_model, folder, CHAT, MAX_TOKENS)
+    assert expected != greedy_answer(tiny_model, None, CHAT, MAX_TOKENS), "training changed nothing"
+    assert streamed == expected
 
 
 def test_inference_refuses_what_it_cannot_resolve(trained: Trained) -> None:
