@@ -287,6 +287,9 @@ def explain_yaml_error(error: yaml.YAMLError, text: str, display: str) -> Config
         if re.search(pattern, problem) and re.search(context_pattern, context):
             chosen = (error.context_mark if use_context else None) or mark
             message = explain(text, chosen, error) if callable(explain) else explain
+            if isinstance(message, tuple):
+                message, (line, column) = message
+                return ConfigIssue(message, Location(display, line, column))
             return ConfigIssue(message, _at(chosen, display))
     reason = " ".join(part for part in (context, problem) if part)
     return ConfigIssue(f"YAML syntax error: {reason}.", _at(mark, display))
@@ -340,6 +343,21 @@ def _indentation_problem(_text: str, mark: Any, error: Any) -> str:
     )
 
 
+def _stray_text_problem(text: str, mark: Any, _error: Any) -> tuple[str, Position]:
+    """``expected '<document start>'``: a lone value came first, so nothing after it is read."""
+    line, column = _pos(mark)
+    for number, content in enumerate(text.splitlines()[: mark.line], start=1):
+        stripped = content.lstrip()
+        if stripped and not stripped.startswith("#"):
+            line, column = number, len(content) - len(stripped) + 1
+            break
+    return (
+        "this text is a value on its own, outside any `key: value`, so YAML cannot read the "
+        "keys after it (a comment missing its `#`?). Make it a comment, or a `key: value`.",
+        (line, column),
+    )
+
+
 _RULES: list[tuple[str, str, bool, Any]] = [
     (r"mapping values are not allowed", "", False, _mapping_value_problem),
     (
@@ -355,6 +373,28 @@ _RULES: list[tuple[str, str, bool, Any]] = [
         "a closing bracket that closes nothing. Remove it, or add the `[` or `{` it belongs to.",
     ),
     (r"expected <block end>", "", False, _indentation_problem),
+    (r"expected '<document start>'", "", False, _stray_text_problem),
+    (
+        r"",
+        r"while scanning a block scalar",
+        False,
+        "after `|` or `>` only `+`, `-` or an indentation digit may follow on that line. Put "
+        "the text on the lines below, indented, or quote the value.",
+    ),
+    (
+        r"expected the node content, but found '[\]}]'",
+        "",
+        False,
+        "a closing bracket with nothing open before it. Remove it, or quote the value it is "
+        "part of.",
+    ),
+    (
+        r"expected the node content",
+        "",
+        False,
+        "a value is missing here, or starts with a character YAML reserves. Give the value, "
+        'or put it in quotes (`key: "value"`).',
+    ),
     (
         r"found unexpected end of stream",
         r"quoted scalar",

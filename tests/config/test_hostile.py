@@ -344,6 +344,10 @@ YAML_SYNTAX = {
         "this anchor name is already used",
     ),
     "non-text key": ("? [a]\n: 1\n", "arkor.yaml:1:3", "a key must be plain text"),
+    "stray text": ("x y\n# c\ntrainer:\n  a: 1\n", "arkor.yaml:1:1", "a value on its own"),
+    "stray closing bracket": ("}\na: 1\n", "arkor.yaml:1:1", "a closing bracket with nothing"),
+    "missing value": ("a: [,]\n", "arkor.yaml:1:5", "a value is missing here"),
+    "block scalar": ("a: >x\n  b\n", "arkor.yaml:1:5", "after `|` or `>` only"),
     "lone surrogate": ('a: "\\ud800"\n', "arkor.yaml:1:4", "lone surrogate"),
     "number too long": ("a: " + "1" * 5000 + "\n", "arkor.yaml:1:4", "cannot be read as int"),
 }
