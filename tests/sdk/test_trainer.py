@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from arkor._home import arkor_home
 from arkor.config import ConfigError
 from arkor.sdk import (
     AbortHandle,
@@ -21,6 +22,7 @@ from arkor.sdk import (
     is_arkor,
     run_trainer,
 )
+from tests.utils.engine_answer import greedy_answer
 
 ROWS = [
     {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
@@ -30,6 +32,8 @@ ROWS = [
         ("count to three", "one two three"),
     ]
 ] * 4
+HELLO = [{"role": "user", "content": "say hello"}]
+ANSWER_TOKENS = 6
 
 
 @pytest.fixture
@@ -37,6 +41,16 @@ def data(project: Path) -> Path:
     path = project / "data.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in ROWS), encoding="utf-8")
     return path
+
+
+def assert_checkpoint_answers(tiny_model: Path, job_id: str, answers: dict[int, str]) -> None:
+    """Each checkpoint answered as the engine does with that checkpoint, not as the base does."""
+    base = greedy_answer(tiny_model, None, HELLO, ANSWER_TOKENS)
+    checkpoints = arkor_home() / "local" / "artifacts" / job_id / "checkpoints"
+    for step, answer in answers.items():
+        expected = greedy_answer(tiny_model, checkpoints / f"checkpoint-{step}", HELLO, ANSWER_TOKENS)
+        assert expected != base, f"checkpoint {step} answers as the base does"
+        assert answer == expected, f"checkpoint {step}"
 
 
 def settings(tiny_model: Path, **overrides: Any) -> dict[str, Any]:
@@ -55,13 +69,13 @@ def settings(tiny_model: Path, **overrides: Any) -> dict[str, Any]:
 
 def test_callbacks_see_every_event_once_in_order(tiny_model: Path, data: Path) -> None:
     seen: list[tuple[str, int | None]] = []
-    answers: list[int] = []
+    answers: dict[int, str] = {}
 
     def on_checkpoint(ctx: CheckpointContext) -> None:
         seen.append(("checkpoint", ctx.step))
-        answers.append(
-            ctx.infer([{"role": "user", "content": "say hello"}], max_tokens=3).status_code
-        )
+        response = ctx.infer(HELLO, max_tokens=ANSWER_TOKENS, temperature=0)
+        assert response.status_code == 200, response.text
+        answers[ctx.step] = response.json()["choices"][0]["message"]["content"]
 
     async def on_log(ctx: TrainingLogContext) -> None:
         await asyncio.sleep(0)
@@ -75,7 +89,7 @@ def test_callbacks_see_every_event_once_in_order(tiny_model: Path, data: Path) -
             "on_completed": lambda ctx: seen.append(("completed", ctx.metrics["step"])),
             "on_failed": lambda ctx: seen.append(("failed", None)),
         },
-        **settings(tiny_model),
+        **settings(tiny_model, learning_rate=5e-3),
     )
     try:
         first = trainer.start()
@@ -95,7 +109,7 @@ def test_callbacks_see_every_event_once_in_order(tiny_model: Path, data: Path) -
         ("checkpoint", 4),
         ("completed", 4),
     ]
-    assert answers == [200, 200]
+    assert_checkpoint_answers(tiny_model, result.job.id, answers)
 
 
 def test_cancel_ends_the_job_cancelled_and_calls_neither_final_callback(
