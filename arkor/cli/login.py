@@ -1,12 +1,32 @@
-"""``arkor login``, ``arkor logout`` and ``arkor whoami``: who the CLI is on a plane."""
+"""``arkor login``, ``arkor logout`` and ``arkor whoami``: who the CLI is on a plane.
+
+They use the plane every command in this folder uses (``[cloud] url``,
+``ARKOR_CLOUD_API_URL``, the remote plane signed in to last, else this home's local
+plane). On this home's own plane the sign-in is always the identity that owns the home,
+so logging out and in again keeps every project. Elsewhere an anonymous identity cannot
+sign in again once its token is gone, so dropping one that reaches projects asks first.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from arkor.cli._options import JsonOption
+
+if TYPE_CHECKING:
+    from arkor.cloud import Credentials
+
+YesOption = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="Drop an identity that reaches projects without asking (needed without a terminal or in CI).",
+    ),
+]
 
 
 def login(
@@ -16,12 +36,15 @@ def login(
     oauth: Annotated[
         bool, typer.Option("--oauth", help="Sign in with the plane's OAuth provider.")
     ] = False,
+    yes: YesOption = False,
 ) -> int:
-    """Sign in to the plane (ARKOR_CLOUD_API_URL, else the last one, else the local plane).
+    """Sign in to this folder's plane (the one `arkor start` uses).
 
     Without a flag, a terminal outside CI offers the plane's methods (default: anonymous);
-    elsewhere the anonymous sign-in is used. Signing in again replaces this plane's
-    identity; other planes' are kept.
+    elsewhere the anonymous sign-in is used. On this home's local plane you always get the
+    identity that owns the home back. On another plane signing in again replaces your
+    identity there (other planes' are kept); if the old one reaches projects, you are
+    asked first.
 
     Examples:
 
@@ -34,69 +57,176 @@ def login(
     from arkor.cli._output import echo, interactive, style
     from arkor.cloud import (
         CloudApiClient,
-        default_arkor_cloud_api_url,
-        read_credentials,
-        request_anonymous_token,
+        find_credentials,
+        is_home_plane,
+        sign_in,
         write_credentials,
     )
     from arkor.errors import ArkorError, UsageError
+    from arkor.sdk import connect
 
     if anonymous and oauth:
         raise UsageError("Choose one of --anonymous and --oauth, not both.")
-    url = default_arkor_cloud_api_url(read_credentials())
-    with CloudApiClient(url) as client:
-        config = client.cli_config()
-    method = "oauth" if oauth else "anonymous" if anonymous else None
-    if method is None:
-        if config.anonymous and config.oauth is not None and interactive():
-            method = typer.prompt(
-                "Sign in with", default="anonymous", type=click.Choice(["anonymous", "oauth"])
-            )
-        else:
-            method = "anonymous" if config.anonymous or config.oauth is None else "oauth"
-    if method == "oauth":
-        if config.oauth is None:
+    target = connect(cwd=Path.cwd())
+    try:
+        url = target.identity
+        with CloudApiClient(target.url) as client:
+            config = client.cli_config()
+        method = "oauth" if oauth else "anonymous" if anonymous else None
+        if method is None:
+            if config.anonymous and config.oauth is not None and interactive():
+                method = typer.prompt(
+                    "Sign in with", default="anonymous", type=click.Choice(["anonymous", "oauth"])
+                )
+            else:
+                method = "anonymous" if config.anonymous or config.oauth is None else "oauth"
+        if method == "oauth":
+            if config.oauth is None:
+                raise ArkorError(
+                    f"The plane at {url} offers no OAuth sign-in. Use `arkor login --anonymous`."
+                )
             raise ArkorError(
-                f"The plane at {url} offers no OAuth sign-in. Use `arkor login --anonymous`."
+                f"The plane at {url} offers OAuth ({config.oauth.issuer}), but this arkor "
+                "cannot run the OAuth flow yet. Use `arkor login --anonymous`."
             )
-        raise ArkorError(
-            f"The plane at {url} offers OAuth ({config.oauth.issuer}), but this arkor cannot "
-            "run the OAuth flow yet. Use `arkor login --anonymous`."
-        )
-    if not config.anonymous:
-        raise ArkorError(
-            f"The plane at {url} does not allow anonymous sign-in. Use `arkor login --oauth`."
-        )
-    credentials = request_anonymous_token(url)
+        if not config.anonymous:
+            raise ArkorError(
+                f"The plane at {url} does not allow anonymous sign-in. Use `arkor login --oauth`."
+            )
+        home = is_home_plane(config.plane_id)
+        current = find_credentials(url, config.plane_id, via=target.via)
+        if current is not None and not home:
+            _confirm_dropping(target.url, current, yes=yes, action="Signing in again")
+        credentials = sign_in(url, config.plane_id, via=target.via, current=current)
+    finally:
+        target.close()
     path = write_credentials(credentials)
     echo(
         f"{style('✓', 'green')} Signed in anonymously to {url} as {credentials.anonymous_id} "
         f"(org {credentials.org_slug})."
     )
+    if home:
+        echo("  This home's own plane: `arkor login` here always signs you in as this identity.")
     echo(f"  credentials  {path}")
     return 0
 
 
-def logout() -> int:
-    """Forget every stored identity: delete ~/.arkor/credentials.json.
+def logout(yes: YesOption = False) -> int:
+    """Forget your identity on this folder's plane (other planes' are kept).
+
+    On this home's local plane only the token is forgotten: `arkor login` signs you in
+    again as the same identity, with every project. On another plane an anonymous
+    identity cannot sign in again, so when it reaches projects you are asked first;
+    without a terminal (or with CI set) that needs --yes, else it exits 2.
 
     Examples:
 
       arkor logout
+
+      ARKOR_CLOUD_API_URL=http://gpu-box:8765 arkor logout --yes
     """
     from arkor.cli._output import echo, style
-    from arkor.cloud import credentials_path, delete_credentials
+    from arkor.cloud import (
+        CloudApiClient,
+        CloudApiError,
+        credentials_path,
+        find_credentials,
+        forget_credentials,
+        home_plane_id,
+        is_home_plane,
+        plane_key,
+        read_credentials,
+    )
+    from arkor.sdk import LOCAL_PLANE_URL, connect, resolve_plane
 
     path = credentials_path()
-    if delete_credentials():
-        echo(f"{style('✓', 'green')} Signed out: removed {path}.")
+    url = resolve_plane(cwd=Path.cwd())
+    record: Credentials | None
+    if url is None:
+        url = LOCAL_PLANE_URL
+        home_id = home_plane_id()
+        record = read_credentials(plane_id=home_id) if home_id is not None else None
+        if record is None and read_credentials(plane_id=LOCAL_PLANE_URL) is not None:
+            # signed in before planes had ids: pin that identity as the home's owner first
+            target = connect(cwd=Path.cwd())
+            try:
+                with CloudApiClient(target.url) as client:
+                    plane_id = client.cli_config().plane_id
+                record = find_credentials(LOCAL_PLANE_URL, plane_id, via=target.via)
+            finally:
+                target.close()
     else:
-        echo(f"Not signed in: there were no credentials at {path}.")
+        try:
+            with CloudApiClient(url) as client:
+                plane_id = client.cli_config().plane_id
+        except CloudApiError:
+            plane_id = None
+        record = read_credentials(plane_id=plane_id) if plane_id else read_credentials(url)
+    if record is None:
+        echo(f"Not signed in to {url}: nothing to forget in {path}.")
+        return 0
+    if is_home_plane(record.plane_id):
+        forget_credentials(plane_key(record))
+        echo(
+            f"{style('✓', 'green')} Signed out of this home's local plane ({url}). Its projects "
+            "stay yours: `arkor login` signs you in again as the same identity."
+        )
+        return 0
+    if not _confirm_dropping(url, record, yes=yes, action="Signing out"):
+        echo(f"Still signed in to {url}.")
+        return 1
+    forget_credentials(plane_key(record))
+    echo(f"{style('✓', 'green')} Signed out of {url}: its identity is removed from {path}.")
     return 0
 
 
+def _confirm_dropping(url: str, credentials: Credentials, *, yes: bool, action: str) -> bool:
+    """Whether to go on dropping an identity that cannot sign in again.
+
+    Goes on at once when it reaches no project or with ``--yes``; asks on a terminal;
+    without one (or in CI) refuses with a usage error that names ``--yes``.
+    """
+    import typer
+
+    from arkor.cli._output import interactive
+    from arkor.cloud import AnonymousCredentials, CloudApiClient, CloudApiError
+    from arkor.errors import UsageError
+
+    if yes or not isinstance(credentials, AnonymousCredentials):
+        return True
+    try:
+        with CloudApiClient(url, credentials.bearer_token) as client:
+            projects = [
+                f"{org.slug}/{project.slug}"
+                for org in client.me().orgs
+                for project in client.list_projects(org.slug).projects
+            ]
+    except CloudApiError as error:
+        problem = (
+            f"Cannot check which projects your anonymous identity on {url} reaches ({error}); "
+            "it may own some."
+        )
+    else:
+        if not projects:
+            return True
+        shown = ", ".join(projects[:5]) + (
+            f" and {len(projects) - 5} more" if len(projects) > 5 else ""
+        )
+        problem = f"Your anonymous identity on {url} reaches {len(projects)} project(s): {shown}."
+    problem += (
+        f" {action} drops its token, and an anonymous identity cannot sign in again, so "
+        "nobody could reach those projects any more."
+    )
+    if not interactive():
+        raise UsageError(
+            f"{problem} Nothing was changed: pass --yes to go ahead anyway (there is no prompt "
+            "without a terminal or when CI is set)."
+        )
+    return bool(typer.confirm(f"{problem} Go ahead?", default=False))
+
+
 def whoami(json_output: JsonOption = False) -> int:
-    """Print the current identity and the orgs it can reach.
+    """Print the current identity on this folder's plane and the orgs it can reach.
 
     A failed lookup is printed on stdout and still exits 0, so scripts should read the
     output; only a plane that requires a newer arkor (HTTP 426) exits 1.
@@ -113,32 +243,39 @@ def whoami(json_output: JsonOption = False) -> int:
         CloudApiClient,
         CloudApiError,
         UpgradeRequiredError,
-        default_arkor_cloud_api_url,
-        read_credentials,
+        find_credentials,
     )
+    from arkor.sdk import connect
 
-    url = default_arkor_cloud_api_url(read_credentials())
-    credentials = read_credentials(url)
-    if credentials is None:
-        if json_output:
-            print_json({"url": url, "signedIn": False})
-        else:
-            echo(f"Not signed in to {url}. Run `arkor login`.")
-        return 0
+    target = connect(cwd=Path.cwd())
+    url = target.identity
     try:
-        with CloudApiClient.from_credentials(credentials) as client:
-            me = client.me()
-    except CloudApiError as error:
-        if json_output:
-            print_json({"url": url, "signedIn": True, "error": str(error), "status": error.status})
-        else:
-            status = f" ({error.status})" if error.status is not None else ""
-            echo(f"Failed to fetch /v1/me{status}: {error}")
-        return 1 if isinstance(error, UpgradeRequiredError) else 0
+        try:
+            with CloudApiClient(target.url) as client:
+                plane_id = client.cli_config().plane_id
+            credentials = find_credentials(url, plane_id, via=target.via)
+            if credentials is None:
+                if json_output:
+                    print_json({"url": url, "signedIn": False})
+                else:
+                    echo(f"Not signed in to {url}. Run `arkor login`.")
+                return 0
+            with CloudApiClient(target.url, credentials.bearer_token) as client:
+                me = client.me()
+        except CloudApiError as error:
+            if json_output:
+                print_json({"url": url, "error": str(error), "status": error.status})
+            else:
+                status = f" ({error.status})" if error.status is not None else ""
+                echo(f"Failed to fetch /v1/me{status}: {error}")
+            return 1 if isinstance(error, UpgradeRequiredError) else 0
+    finally:
+        target.close()
     if json_output:
         print_json(
             {
                 "url": url,
+                "planeId": plane_id,
                 "signedIn": True,
                 "mode": credentials.mode,
                 "user": me.user.to_wire(),

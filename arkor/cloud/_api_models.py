@@ -146,14 +146,22 @@ class OAuthConfig(WireModel):
 
 
 class CliConfig(WireModel):
-    """``GET /v1/auth/cli/config``: which sign-in methods this plane offers."""
+    """``GET /v1/auth/cli/config``: which plane this is, and which sign-in methods it offers.
 
+    ``plane_id`` is stable for the plane's database (credentials are keyed by it); a plane
+    that does not announce one is known by its URL.
+    """
+
+    plane_id: str | None = None
     anonymous: bool
     oauth: OAuthConfig | None = None
 
 
 class AnonymousTokenRequest(WireModel):
+    """``home_key`` (from the plane's home) claims the identity that owns that home."""
+
     kind: Literal["cli"] = "cli"
+    home_key: str | None = Field(default=None, max_length=256)
 
 
 class Org(WireModel):
@@ -169,6 +177,21 @@ class AnonymousToken(WireModel):
     anonymous_id: str
     kind: str
     personal_org: Org
+    token_id: str | None = None
+
+
+class TokenInfo(WireModel):
+    """One of the caller's tokens; the secret itself is never kept, only its hash."""
+
+    id: str
+    created_at: str
+    current: bool
+
+
+class TokenList(WireModel):
+    """``GET /v1/auth/tokens``: the caller's tokens, oldest first."""
+
+    tokens: list[TokenInfo]
 
 
 class User(WireModel):

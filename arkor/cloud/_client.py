@@ -34,6 +34,7 @@ from arkor.cloud._api_models import (
     ProjectCreate,
     ProjectEnvelope,
     ProjectList,
+    TokenList,
     TrainingJob,
     UpgradeRequired,
     Upload,
@@ -163,11 +164,28 @@ class CloudApiClient:
         """Which sign-in methods the plane offers (no token sent)."""
         return _parse(CliConfig, self._call("GET", "/v1/auth/cli/config", auth=False))
 
-    def anonymous_token(self, kind: Literal["cli"] = "cli") -> AnonymousToken:
-        """Mint an anonymous identity with a personal org (no token sent; not retried)."""
-        body = AnonymousTokenRequest(kind=kind).to_wire()
-        response = self._call("POST", "/v1/auth/anonymous", json=body, auth=False, retry=False)
+    def anonymous_token(
+        self, kind: Literal["cli"] = "cli", *, home_key: str | None = None
+    ) -> AnonymousToken:
+        """Mint an anonymous identity with a personal org (not retried).
+
+        With ``home_key`` (this plane's, from its home) the answer is a new token for the
+        identity that owns the home; the client's own token, if it has one, goes along so
+        that identity becomes the owner when the plane has none. Otherwise no token is sent.
+        """
+        body = AnonymousTokenRequest(kind=kind, home_key=home_key).to_wire()
+        response = self._call(
+            "POST", "/v1/auth/anonymous", json=body, auth=home_key is not None, retry=False
+        )
         return _parse(AnonymousToken, response)
+
+    def list_tokens(self) -> TokenList:
+        """The caller's tokens (ids and dates; the plane keeps only their hashes)."""
+        return _parse(TokenList, self._call("GET", "/v1/auth/tokens"))
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke one of the caller's tokens; :class:`~arkor.cloud.NotFoundError` if unknown."""
+        self._call("DELETE", f"/v1/auth/tokens/{quote(token_id, safe='')}", retry=False)
 
     def me(self) -> Me:
         """The caller's identity and the orgs it can reach."""

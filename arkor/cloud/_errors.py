@@ -9,10 +9,11 @@
     │   ├── ConflictError          409: the slug exists, the job is already terminal, ...
     │   ├── UpgradeRequiredError   426: this arkor is older than the plane accepts
     │   └── PlaneUnreachableError  no answer at all (status None): refused, reset, timed out
-    ├── CredentialsError           the credentials file is unreadable, or names another plane
+    ├── CredentialsError           the credentials file is unreadable or not a regular file
     └── ProjectStateError          .arkor/state.json does not fit the signed-in identity
 
-All of them exit 1: they are runtime failures, not usage errors.
+All of them exit 1 (runtime failures) but ``CredentialsError``, which exits 2 like any
+other bad config file.
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ class PlaneUnreachableError(CloudApiError):
 
 
 class CredentialsError(ArkorError):
-    """The credentials file cannot be used as it is."""
+    """The credentials file cannot be used as it is: fix or replace the file (exit 2)."""
+
+    exit_code = 2
 
 
 class ProjectStateError(ArkorError):

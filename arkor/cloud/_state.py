@@ -74,7 +74,7 @@ def ensure_project(
     """The folder's project state, creating the project for an anonymous caller without one.
 
     The project is named after the folder; if its slug is taken in the caller's org, that
-    project is reused. An anonymous caller whose state names another org gets an error and
+    project is reused. State naming an org the caller is not a member of is an error and
     the file is left alone; OAuth callers never have state created for them.
     """
     path = state_path(cwd)
@@ -89,12 +89,14 @@ def ensure_project(
         )
     org = credentials.org_slug
     if state is not None:
-        if state.org_slug != org:
+        if state.org_slug != org and state.org_slug not in {o.slug for o in client.me().orgs}:
             raise ProjectStateError(
-                f"{path} routes this project to org `{state.org_slug}`, but you are signed in "
-                f"anonymously to {plane_url(credentials)} as org `{org}`. Sign in as the "
-                f"identity that created it, or delete {path} to start a new project in your "
-                "own org."
+                f"{path} routes this folder to project `{state.project_slug}` of org "
+                f"`{state.org_slug}`, which your identity on {plane_url(credentials)} (org "
+                f"`{org}`) is not a member of. If that project lives on another plane, point "
+                "this folder there with `[cloud] url` in its config or ARKOR_CLOUD_API_URL. "
+                f"Otherwise delete {path} to start a new project in org `{org}`; the old "
+                "project and its jobs stay where they are."
             )
         return state
     folder = path.parent.parent.resolve()

@@ -19,7 +19,14 @@ from arkor.sdk._contexts import (
 )
 from arkor.sdk._dispatch import CALLBACK_NAMES, CallbackError
 from arkor.sdk._runner import load_entry, run_trainer, trainer_from_manifest
-from arkor.sdk._session import LOCAL_PLANE_URL, Session, open_session
+from arkor.sdk._session import (
+    LOCAL_PLANE_URL,
+    PlaneTarget,
+    Session,
+    connect,
+    open_session,
+    resolve_plane,
+)
 from arkor.sdk._trainer import AbortHandle, Trainer, TrainingResult, WaitAborted, create_trainer
 
 __all__ = [
@@ -31,17 +38,20 @@ __all__ = [
     "CheckpointContext",
     "CompletedContext",
     "FailedContext",
+    "PlaneTarget",
     "Session",
     "StartedContext",
     "Trainer",
     "TrainingLogContext",
     "TrainingResult",
     "WaitAborted",
+    "connect",
     "create_arkor",
     "create_trainer",
     "is_arkor",
     "load_entry",
     "open_session",
+    "resolve_plane",
     "run_trainer",
     "trainer_from_manifest",
 ]

@@ -1,10 +1,13 @@
-"""Which control plane a run talks to, and the signed-in client and project for it.
+"""Which control plane a command talks to, and the signed-in client and project for it.
 
-In order: an explicit URL (``[cloud] url``, ``ARKOR_CLOUD_API_URL``, or a signed-in
-remote plane) is used as is. Otherwise the local plane: an ``arkor serve`` answering on
-this machine, or, when none is running, the same plane embedded in this process on an
-ephemeral loopback port for the life of the run, over the same database, so its jobs
-stay visible to a later ``arkor serve``. The client always talks HTTP.
+One resolution for every command run in a project (``start``, ``jobs``, ``login``,
+``logout``, ``whoami``) and for the SDK, in order: an explicit URL (the config's
+``[cloud] url``, ``ARKOR_CLOUD_API_URL``, or the plane signed in to last when it is not
+this home's own) is used as is. Otherwise this home's local plane: an ``arkor serve``
+answering on this machine, or, when none is running, the same plane embedded in this
+process on an ephemeral loopback port for the life of the command, over the same
+database, so its jobs stay visible to a later ``arkor serve``. The client always talks
+HTTP, and credentials follow the plane's id, not its address.
 """
 
 from __future__ import annotations
@@ -12,36 +15,46 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from arkor.cloud import (
     CloudApiClient,
+    Credentials,
     ProjectState,
     ensure_credentials,
     ensure_project,
+    is_home_plane,
     normalize_url,
     plane_url,
     read_credentials,
 )
 
+if TYPE_CHECKING:
+    from arkor.server import RunningPlane
+
 PlaneKind = Literal["remote", "local", "embedded"]
 LOCAL_PLANE_URL = "http://127.0.0.1:8765"
-"""Where ``arkor serve`` listens by default; the local plane's identity for credentials."""
+"""Where ``arkor serve`` listens by default; the URL this home's plane is known by."""
 
 
 @dataclass
-class Session:
-    """A client signed in to one plane, scoped to this folder's project."""
+class PlaneTarget:
+    """A plane reached for one command: where requests go, and the URL that names it."""
 
-    client: CloudApiClient
-    scope: ProjectState
     kind: PlaneKind
     url: str
     """The address requests go to (for the embedded plane, its ephemeral port)."""
-    _embedded: object | None = None
+    identity: str
+    """The URL stored with credentials (this home's plane: :data:`LOCAL_PLANE_URL`)."""
+    embedded: RunningPlane | None = None
+
+    @property
+    def via(self) -> str | None:
+        """The address to pass as ``via`` when it is not the identity URL."""
+        return self.url if self.url != self.identity else None
 
     def describe(self) -> str:
-        """One line for the CLI: which plane this run uses."""
+        """One line for the CLI: which plane this command uses."""
         if self.kind == "embedded":
             from arkor._home import arkor_home
 
@@ -54,59 +67,121 @@ class Session:
         return f"control plane at {self.url}"
 
     def close(self) -> None:
+        """Stop the embedded plane, if this command started one (its running job stops too)."""
+        if self.embedded is not None:
+            self.embedded.stop()
+            self.embedded = None
+
+
+@dataclass
+class Session:
+    """A client signed in to one plane, scoped to this folder's project."""
+
+    client: CloudApiClient
+    scope: ProjectState
+    kind: PlaneKind
+    url: str
+    """The address requests go to (for the embedded plane, its ephemeral port)."""
+    _target: PlaneTarget | None = None
+
+    def describe(self) -> str:
+        """One line for the CLI: which plane this run uses."""
+        target = self._target or PlaneTarget(self.kind, self.url, self.url)
+        return target.describe()
+
+    def close(self) -> None:
         """Close the client; stop the embedded plane (its running job stops with it)."""
         self.client.close()
-        if self._embedded is not None:
-            self._embedded.stop()  # type: ignore[attr-defined]
-            self._embedded = None
+        if self._target is not None:
+            self._target.close()
 
 
-def configured_url(cloud_url: str | None = None) -> str | None:
-    """An explicitly chosen plane: the config's ``[cloud] url``, the environment, or a remote sign-in."""
-    explicit = cloud_url or os.environ.get("ARKOR_CLOUD_API_URL")
-    if explicit:
+def project_cloud_url(cwd: Path | None = None) -> str | None:
+    """The ``[cloud] url`` of the project in ``cwd``; None outside a project or when unset."""
+    from pydantic import ValidationError
+
+    from arkor.config import (
+        CONFIG_FILENAMES,
+        Cloud,
+        ConfigError,
+        ConfigIssue,
+        has_arkor_table,
+        load_raw,
+    )
+
+    folder = cwd if cwd is not None else Path.cwd()
+    pyproject = folder / "pyproject.toml"
+    if not any((folder / name).is_file() for name in CONFIG_FILENAMES) and not (
+        pyproject.is_file() and has_arkor_table(pyproject)
+    ):
+        return None
+    raw = load_raw(cwd=folder)
+    cloud = raw.data.get("cloud")
+    url = cloud.get("url") if isinstance(cloud, dict) else None
+    if url is None:
+        return None
+    try:
+        return Cloud.model_validate({"url": url}).url
+    except ValidationError as error:
+        where = ("cloud", "url")
+        raise ConfigError(
+            [ConfigIssue(error.errors()[0]["msg"], raw.locate(where), where)]
+        ) from None
+
+
+def resolve_plane(cloud_url: str | None = None, *, cwd: Path | None = None) -> str | None:
+    """The plane chosen explicitly for commands run in ``cwd``, or None for this home's own.
+
+    In order: ``cloud_url`` (a manifest's copy of ``[cloud] url``), the project's
+    ``[cloud] url``, ``ARKOR_CLOUD_API_URL``, the plane signed in to last unless it is
+    this home's plane.
+    """
+    explicit = cloud_url or project_cloud_url(cwd) or os.environ.get("ARKOR_CLOUD_API_URL")
+    if explicit and explicit.strip():
         return normalize_url(explicit)
     credentials = read_credentials()
-    if credentials is not None and normalize_url(plane_url(credentials)) != LOCAL_PLANE_URL:
-        return normalize_url(plane_url(credentials))
-    return None
+    if credentials is None or _is_home(credentials):
+        return None
+    url = plane_url(credentials)
+    return url if url != LOCAL_PLANE_URL else None
 
 
-def open_session(*, cloud_url: str | None = None, cwd: Path | None = None) -> Session:
-    """Connect to the plane this run should use (see the module docstring)."""
-    url = configured_url(cloud_url)
+def connect(cloud_url: str | None = None, *, cwd: Path | None = None) -> PlaneTarget:
+    """Reach the plane commands in ``cwd`` use (see the module docstring).
+
+    Close the target when done: it may be an embedded plane that lives until then.
+    """
+    url = resolve_plane(cloud_url, cwd=cwd)
     if url is not None:
-        return _signed_in(url, url, "remote", cwd)
+        return PlaneTarget("remote", url, url)
     if _answers(LOCAL_PLANE_URL):
-        return _signed_in(LOCAL_PLANE_URL, LOCAL_PLANE_URL, "local", cwd)
+        return PlaneTarget("local", LOCAL_PLANE_URL, LOCAL_PLANE_URL)
     from arkor.server import load_settings, run_in_thread
 
     plane = run_in_thread(load_settings())
+    return PlaneTarget("embedded", plane.url, LOCAL_PLANE_URL, plane)
+
+
+def open_session(*, cloud_url: str | None = None, cwd: Path | None = None) -> Session:
+    """Connect to the plane this run should use, signed in, with the folder's project."""
+    target = connect(cloud_url, cwd=cwd)
     try:
-        return _signed_in(LOCAL_PLANE_URL, plane.url, "embedded", cwd, embedded=plane)
+        credentials = ensure_credentials(target.identity, via=target.via)
+        client = CloudApiClient(target.url, credentials.bearer_token)
     except BaseException:
-        plane.stop()
+        target.close()
         raise
-
-
-def _signed_in(
-    identity: str,
-    address: str,
-    kind: PlaneKind,
-    cwd: Path | None,
-    *,
-    embedded: object | None = None,
-) -> Session:
-    credentials = ensure_credentials(identity, via=address if address != identity else None)
-    client = CloudApiClient.from_credentials(
-        credentials, via=address if address != identity else None
-    )
     try:
         scope = ensure_project(client, credentials, cwd)
     except BaseException:
         client.close()
+        target.close()
         raise
-    return Session(client, scope, kind, address, embedded)
+    return Session(client, scope, target.kind, target.url, target)
+
+
+def _is_home(credentials: Credentials) -> bool:
+    return is_home_plane(credentials.plane_id)
 
 
 def _answers(url: str) -> bool:

@@ -28,7 +28,7 @@ _T = TypeVar("_T")
 _BUSY_TIMEOUT_MS = 15_000
 _IDLE_CONNECTIONS = 4
 """Connections of finished threads kept open for the next ones; the rest are closed."""
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY,
@@ -51,8 +51,15 @@ CREATE TABLE IF NOT EXISTS memberships (
 CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT PRIMARY KEY,
     user_id TEXT NOT NULL REFERENCES users (id),
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    id TEXT
 );
+CREATE UNIQUE INDEX IF NOT EXISTS tokens_by_id ON tokens (id);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('plane_id', 'plane_' || lower(hex(randomblob(16))));
 CREATE TABLE IF NOT EXISTS projects (
     id TEXT PRIMARY KEY,
     org_id TEXT NOT NULL REFERENCES orgs (id),
@@ -127,6 +134,20 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "|| type || char(10) || 'data: ' || data || char(10) || char(10) FROM events",
         "DROP TABLE events",
         "ALTER TABLE events_v2 RENAME TO events",
+    ),
+    # 2 → 3: the plane's stable identity (DESIGN.md decision 11) in a key-value table, and a
+    # public id per token so its owner can list and revoke it
+    2: (
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "INSERT OR IGNORE INTO meta (key, value) "
+        "VALUES ('plane_id', 'plane_' || lower(hex(randomblob(16))))",
+        "CREATE TABLE tokens_v3 (hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES "
+        "users (id), created_at TEXT NOT NULL, id TEXT)",
+        "INSERT INTO tokens_v3 (hash, user_id, created_at, id) SELECT hash, user_id, "
+        "created_at, 'tok_' || lower(hex(randomblob(10))) FROM tokens",
+        "DROP TABLE tokens",
+        "ALTER TABLE tokens_v3 RENAME TO tokens",
+        "CREATE UNIQUE INDEX tokens_by_id ON tokens (id)",
     ),
 }
 """The statements that bring a database of version N to N + 1."""

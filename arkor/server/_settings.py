@@ -52,6 +52,10 @@ class Settings:
     worker_command: tuple[str, ...] = field(default_factory=_default_worker_command)
     inference_command: tuple[str, ...] = field(default_factory=_default_inference_command)
     idempotency_ttl: float = 24 * 3600.0
+    mint_burst: int = 100
+    """Anonymous sign-ins one client address may make at once (``ARKOR_MINT_BURST``)."""
+    mint_per_minute: float = 60.0
+    """The rate they refill at (``ARKOR_MINT_PER_MINUTE``); beyond it: 429 with Retry-After."""
 
     @property
     def state_dir(self) -> Path:
@@ -108,6 +112,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         overrides["max_jobs"] = _number(int, "ARKOR_MAX_JOBS", value, minimum=1)
     if value := env.get("ARKOR_MAX_RESUMES"):
         overrides["max_resumes"] = _number(int, "ARKOR_MAX_RESUMES", value, minimum=0)
+    if value := env.get("ARKOR_MINT_BURST"):
+        overrides["mint_burst"] = _number(int, "ARKOR_MINT_BURST", value, minimum=1)
+    if value := env.get("ARKOR_MINT_PER_MINUTE"):
+        overrides["mint_per_minute"] = _number(float, "ARKOR_MINT_PER_MINUTE", value, minimum=0.01)
     for name, key in (
         ("ARKOR_MIN_CLIENT_VERSION", "min_client_version"),
         ("ARKOR_DEPRECATED_BELOW", "deprecated_below"),

@@ -45,6 +45,14 @@ class Principal:
     user_id: str
     kind: str
     anonymous_id: str | None
+    token_id: str | None = None
+    """The public id of the token presented (listed and revoked by it)."""
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    id: str
+    created_at: str
 
 
 @dataclass(frozen=True)
@@ -139,43 +147,119 @@ def hash_token(token: str) -> str:
 # --- identity ------------------------------------------------------------------------------
 
 
+def plane_identity(*, db: Database) -> str:
+    """The plane's stable id: made with its database, so every plane serving it is one plane."""
+    row = db.connection().execute("SELECT value FROM meta WHERE key = 'plane_id'").fetchone()
+    return str(row["value"])
+
+
 def create_anonymous_identity(*, db: Database, token_hash: str) -> tuple[Principal, OrgRow]:
-    """A new anonymous user, its personal org (as owner) and its token."""
-    now = utc_now()
-    user = Principal(new_id("user"), "anonymous", new_id("anon"))
-    suffix = secrets.token_hex(4)
-    org = OrgRow(new_id("org"), f"anon-{suffix}", f"Personal ({suffix})")
+    """A new anonymous user, its personal org (as owner) and its token.
+
+    The org's slug carries the org id's 80 random bits, so two mints never collide.
+    """
     with db.transaction() as connection:
+        return _new_identity(connection, token_hash)
+
+
+def home_owner_identity(
+    *, db: Database, token_hash: str, adopt_token_hash: str | None = None
+) -> tuple[Principal, OrgRow]:
+    """A new token for the identity that owns the plane's home.
+
+    The first claim makes the owner: the anonymous identity behind ``adopt_token_hash``
+    when that token is valid (a sign-in from before the plane knew its owner), else a new one.
+    """
+    with db.transaction() as connection:
+        row = connection.execute("SELECT value FROM meta WHERE key = 'owner_user_id'").fetchone()
+        owner: str | None = row["value"] if row else None
+        if owner is None and adopt_token_hash is not None:
+            adopted = connection.execute(
+                "SELECT u.id FROM tokens t JOIN users u ON u.id = t.user_id "
+                "WHERE t.hash = ? AND u.kind = 'anonymous'",
+                (adopt_token_hash,),
+            ).fetchone()
+            owner = adopted["id"] if adopted else None
+        if owner is None:
+            user, org = _new_identity(connection, token_hash)
+            owner = user.user_id
+        else:
+            token_id = _insert_token(connection, token_hash, owner)
+            found = connection.execute(
+                "SELECT kind, anonymous_id FROM users WHERE id = ?", (owner,)
+            ).fetchone()
+            user = Principal(owner, found["kind"], found["anonymous_id"], token_id)
+            org_row = connection.execute(
+                "SELECT o.id, o.slug, o.name FROM orgs o JOIN memberships m ON m.org_id = o.id "
+                "WHERE m.user_id = ? AND m.role = 'owner' ORDER BY o.created_at LIMIT 1",
+                (owner,),
+            ).fetchone()
+            org = OrgRow(org_row["id"], org_row["slug"], org_row["name"])
         connection.execute(
-            "INSERT INTO users (id, kind, anonymous_id, created_at) VALUES (?, ?, ?, ?)",
-            (user.user_id, user.kind, user.anonymous_id, now),
-        )
-        connection.execute(
-            "INSERT INTO orgs (id, slug, name, created_at) VALUES (?, ?, ?, ?)",
-            (org.id, org.slug, org.name, now),
-        )
-        connection.execute(
-            "INSERT INTO memberships (org_id, user_id, role) VALUES (?, ?, 'owner')",
-            (org.id, user.user_id),
-        )
-        connection.execute(
-            "INSERT INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)",
-            (token_hash, user.user_id, now),
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('owner_user_id', ?)", (owner,)
         )
     return user, org
+
+
+def _new_identity(connection: sqlite3.Connection, token_hash: str) -> tuple[Principal, OrgRow]:
+    now = utc_now()
+    org_id = new_id("org")
+    suffix = org_id.removeprefix("org_")
+    org = OrgRow(org_id, f"anon-{suffix}", f"Personal ({suffix[:8]})")
+    user_id, anonymous_id = new_id("user"), new_id("anon")
+    connection.execute(
+        "INSERT INTO users (id, kind, anonymous_id, created_at) VALUES (?, 'anonymous', ?, ?)",
+        (user_id, anonymous_id, now),
+    )
+    connection.execute(
+        "INSERT INTO orgs (id, slug, name, created_at) VALUES (?, ?, ?, ?)",
+        (org.id, org.slug, org.name, now),
+    )
+    connection.execute(
+        "INSERT INTO memberships (org_id, user_id, role) VALUES (?, ?, 'owner')",
+        (org.id, user_id),
+    )
+    token_id = _insert_token(connection, token_hash, user_id)
+    return Principal(user_id, "anonymous", anonymous_id, token_id), org
+
+
+def _insert_token(connection: sqlite3.Connection, token_hash: str, user_id: str) -> str:
+    token_id = new_id("tok")
+    connection.execute(
+        "INSERT INTO tokens (hash, id, user_id, created_at) VALUES (?, ?, ?, ?)",
+        (token_hash, token_id, user_id, utc_now()),
+    )
+    return token_id
 
 
 def principal_for_token(*, db: Database, token_hash: str) -> Principal | None:
     row = (
         db.connection()
         .execute(
-            "SELECT u.id, u.kind, u.anonymous_id FROM tokens t JOIN users u ON u.id = t.user_id "
-            "WHERE t.hash = ?",
+            "SELECT u.id, u.kind, u.anonymous_id, t.id AS token_id FROM tokens t "
+            "JOIN users u ON u.id = t.user_id WHERE t.hash = ?",
             (token_hash,),
         )
         .fetchone()
     )
-    return Principal(row["id"], row["kind"], row["anonymous_id"]) if row else None
+    return Principal(row["id"], row["kind"], row["anonymous_id"], row["token_id"]) if row else None
+
+
+def list_tokens(*, db: Database, user_id: str) -> list[TokenRow]:
+    """The identity's tokens, oldest first (ids and dates only: the secrets are not kept)."""
+    rows = db.connection().execute(
+        "SELECT id, created_at FROM tokens WHERE user_id = ? ORDER BY created_at, id", (user_id,)
+    )
+    return [TokenRow(row["id"], row["created_at"]) for row in rows]
+
+
+def revoke_token(*, db: Database, user_id: str, token_id: str) -> bool:
+    """Delete one of the identity's tokens; False when it has none with that id."""
+    with db.transaction() as connection:
+        deleted = connection.execute(
+            "DELETE FROM tokens WHERE id = ? AND user_id = ?", (token_id, user_id)
+        ).rowcount
+    return deleted > 0
 
 
 def user_orgs(*, db: Database, user_id: str) -> list[OrgRow]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from arkor.cloud import (
     read_credentials,
     write_credentials,
 )
+from tests.utils.cli import CliRunner
 
 PLANE_A = "http://127.0.0.1:8765"
 PLANE_B = "http://10.0.0.7:9000"
@@ -139,7 +141,7 @@ def test_invalid_file_is_a_clear_error(text: str) -> None:
     with pytest.raises(CredentialsError) as raised:
         read_credentials()
     assert str(path) in str(raised.value)
-    assert "arkor logout" in str(raised.value)
+    assert "Delete it and run `arkor login`" in str(raised.value)
 
 
 def test_missing_file_reads_as_none_and_logout_says_so() -> None:
@@ -172,3 +174,89 @@ def test_base_url_resolution_order(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_normalize_url(url: str, normal: str) -> None:
     assert normalize_url(url) == normal
+
+
+def test_a_file_keyed_by_url_from_before_plane_ids_is_read() -> None:
+    """The several-planes shape an older arkor wrote: records without ``planeId``, by URL."""
+    path = credentials_path()
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        json.dumps(
+            {
+                "default": PLANE_B + "/",
+                "planes": {PLANE_A: anon(PLANE_A).to_wire(), PLANE_B: anon(PLANE_B, "b").to_wire()},
+            }
+        )
+    )
+    assert read_credentials() == anon(PLANE_B, "b")
+    assert read_credentials(PLANE_A) == anon(PLANE_A)
+    write_credentials(anon(PLANE_A, "pinned").model_copy(update={"plane_id": "plane_x"}))
+    document = json.loads(path.read_text())
+    assert set(document["planes"]) == {PLANE_A, PLANE_B, "plane_x"}
+    assert document["default"] == "plane_x"
+    assert read_credentials(plane_id="plane_x") == anon(PLANE_A, "pinned").model_copy(
+        update={"plane_id": "plane_x"}
+    )
+
+
+def one_paragraph(text: str) -> bool:
+    return bool(text.strip()) and "\n\n" not in text.strip() and "Traceback" not in text
+
+
+def test_a_symlinked_file_is_refused_and_its_target_left_alone(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    target = tmp_path / "elsewhere.json"
+    target.write_text(json.dumps(anon().to_wire()))
+    target.chmod(0o644)
+    path = credentials_path()
+    path.parent.mkdir(parents=True)
+    path.symlink_to(target)
+    result = cli("whoami")
+    assert result.exit_code == 2
+    assert f"{path} is a symbolic link, not a regular file" in result.stderr
+    assert one_paragraph(result.stderr)
+    assert mode_of(target) == 0o644  # never chmod-ed through the link
+    with pytest.raises(CredentialsError):
+        write_credentials(anon(token="other"))
+    assert path.is_symlink() and json.loads(target.read_text())["token"] == "tok-a"
+
+
+def test_a_fifo_is_refused_without_hanging(cli: CliRunner) -> None:
+    path = credentials_path()
+    path.parent.mkdir(parents=True)
+    os.mkfifo(path)
+    result = cli("whoami")  # would block forever on open() without O_NONBLOCK
+    assert result.exit_code == 2
+    assert "is a named pipe (FIFO), not a regular file" in result.stderr
+    assert one_paragraph(result.stderr)
+
+
+def test_a_folder_is_refused(cli: CliRunner) -> None:
+    credentials_path().mkdir(parents=True)
+    result = cli("whoami")
+    assert result.exit_code == 2
+    assert "is a folder, not a regular file" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (
+            b'{"mode": "anon", "token": "\xff\xfe"}',
+            "it is not UTF-8 text: the byte at offset 27 cannot",
+        ),
+        (b"[" * 100_000 + b"]" * 100_000, "its JSON is nested too deeply"),
+        (b'{"a":' * 50_000 + b"1" + b"}" * 50_000, "its JSON is nested too deeply"),
+    ],
+    ids=["invalid-utf8", "nested-arrays", "nested-objects"],
+)
+def test_undecodable_files_are_a_config_error(cli: CliRunner, content: bytes, reason: str) -> None:
+    path = credentials_path()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    result = cli("whoami")
+    assert result.exit_code == 2
+    assert f"{path} is not a valid Arkor credentials file ({reason}" in result.stderr
+    assert "Delete it and run `arkor login`" in result.stderr
+    assert one_paragraph(result.stderr)
