@@ -14,7 +14,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from arkor.cloud import (
     TERMINAL_EVENT_TYPES,
@@ -25,7 +25,7 @@ from arkor.cloud import (
     utc_now,
 )
 from arkor.server._db import Database
-from arkor.server._events import frame, frame_data, frame_head
+from arkor.server._events import FrameBatch, frame, frame_data, frame_head
 
 _STATUS_AFTER = {
     "training.completed": "completed",
@@ -117,21 +117,14 @@ class JobRow:
         )
 
 
-class FrameBatch(NamedTuple):
-    """Consecutive stored events, as the text of their SSE frames."""
-
-    text: str
-    last_id: int
-    terminal: bool
-    """Whether the last of them ended the job (nothing is stored after that)."""
-
-
 @dataclass(frozen=True)
 class EventAck:
     """What an event append answers a worker: the stored id and whether to stop."""
 
     id: int
     cancel_requested: bool
+    frame: str | None = None
+    """The SSE frame stored, for the job's followers; None when a retry stored nothing."""
 
 
 def new_id(prefix: str) -> str:
@@ -530,7 +523,10 @@ def append_event(
             "UPDATE jobs SET lease_at = ?, worker_seq = COALESCE(?, worker_seq) WHERE id = ?",
             (time.time(), worker_seq, job_id),
         )
-    return EventAck(event_id, cancel)
+        (stored,) = connection.execute(
+            "SELECT frame FROM events WHERE job_id = ? AND id = ?", (job_id, event_id)
+        ).fetchone()
+    return EventAck(event_id, cancel, stored)
 
 
 def fail_job(*, db: Database, job_id: str, error: str) -> bool:

@@ -2,15 +2,15 @@
 
 Events are stored as the SSE frames they are streamed as (see ``_events.frame``) and sent
 as stored, in batches, so a replay costs one query per batch and formats nothing.
-Followers sleep on the job's signal (see ``_events``), re-reading the database only when
-woken or every ``follow_poll_interval`` (events another plane stored), with ``event: ping``
-after ``ping_interval`` of silence. After the terminal event comes ``event: end``.
+Live followers take new events from the job's in-memory feed (see ``_events``), reading
+the database only for what the feed lacks and every quiet ``follow_poll_interval`` (events
+another plane stored), with ``event: ping`` after ``ping_interval`` of silence. After the
+terminal event comes ``event: end``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -28,6 +28,11 @@ router = APIRouter(prefix="/v1/jobs", tags=["events"])
 
 _BATCH = 2000
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_GATHER_PER_FOLLOWER = 0.002
+_GATHER_MAX = 0.2
+"""After a live write, a follower of a job many follow waits this long (per follower, at
+most ``_GATHER_MAX`` seconds) before the next, so fan-out costs writes per interval, not
+per event, and the writer's requests are not queued behind them."""
 
 
 @router.get("/{job_id}/events/stream", response_class=StreamingResponse)
@@ -54,34 +59,48 @@ async def stream_events(
 
 
 async def follow(plane: Plane, job_id: str, after: int) -> AsyncIterator[str]:
-    """Every event of ``job_id`` after ``after``, then live ones, then ``end``."""
+    """Every event of ``job_id`` after ``after``, then live ones, then ``end``.
+
+    Live events come from the job's feed (see ``_events``), as many as are new at each
+    wake-up; the database answers what the feed can't, and after every quiet
+    ``follow_poll_interval``.
+    """
     loop = asyncio.get_running_loop()
     settings = plane.settings
     last_frame = loop.time()
-    while True:
-        signal = plane.hub.signal(job_id)  # before reading, so no commit slips between
-        batch = await in_thread(
-            store.frames_after, db=plane.db, job_id=job_id, after=after, limit=_BATCH
-        )
-        if batch is not None:
-            yield batch.text
-            after, last_frame = batch.last_id, loop.time()
-            if batch.terminal:
-                yield END_FRAME
-                return
-            continue
-        job = await in_thread(store.get_job, db=plane.db, job_id=job_id)
-        if job is None or job.terminal:  # its last events may have landed since the read
-            tail = await in_thread(
-                store.frames_after, db=plane.db, job_id=job_id, after=after, limit=-1
-            )
-            yield (tail.text if tail is not None else "") + END_FRAME
-            return
-        ping_due = last_frame + settings.ping_interval - loop.time()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                signal.wait(), max(0.0, min(ping_due, settings.follow_poll_interval))
-            )
-        if loop.time() - last_frame >= settings.ping_interval:
-            yield PING_FRAME
-            last_frame = loop.time()
+    with plane.hub.follow(job_id) as feed:
+        read_db = True
+        while True:
+            signal = feed.signal  # before reading, so no event slips between
+            batch = None if read_db else feed.read(after)
+            if batch is None:
+                batch = await in_thread(
+                    store.frames_after, db=plane.db, job_id=job_id, after=after, limit=_BATCH
+                )
+            if batch is not None and batch.text:
+                yield batch.text
+                after, last_frame, read_db = batch.last_id, loop.time(), False
+                if batch.terminal:
+                    yield END_FRAME
+                    return
+                if feed.followers > 1:  # let events gather: one write carries many
+                    await asyncio.sleep(min(_GATHER_MAX, _GATHER_PER_FOLLOWER * feed.followers))
+                continue
+            if batch is None:  # the database has nothing newer: has the job ended?
+                job = await in_thread(store.get_job, db=plane.db, job_id=job_id)
+                if job is None or job.terminal:  # its last events may have landed since
+                    tail = await in_thread(
+                        store.frames_after, db=plane.db, job_id=job_id, after=after, limit=-1
+                    )
+                    yield (tail.text if tail is not None else "") + END_FRAME
+                    return
+            ping_due = last_frame + settings.ping_interval - loop.time()
+            try:
+                async with asyncio.timeout(max(0.0, min(ping_due, settings.follow_poll_interval))):
+                    await signal.wait()
+                read_db = False
+            except TimeoutError:
+                read_db = True
+            if loop.time() - last_frame >= settings.ping_interval:
+                yield PING_FRAME
+                last_frame = loop.time()

@@ -11,16 +11,17 @@ Every answer carries ``cancelRequested``, so a worker learns of a cancel within 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header
+from fastapi import APIRouter, Body, Header, Request
 from fastapi.responses import FileResponse
 
-from arkor.cloud import FileDatasetSource, JobConfig, JobEvent
+from arkor.cloud import TERMINAL_EVENT_TYPES, FileDatasetSource, JobConfig, JobEvent
 from arkor.cloud._api_models import WorkerAck, WorkerJob
 from arkor.server import _store as store
+from arkor.server._db import Database, in_thread
 from arkor.server._errors import ApiError, not_found
-from arkor.server.deps import JobTokenDep, PlaneDep
+from arkor.server.deps import JobTokenDep, PlaneDep, _bearer, _job_token, _plane
 
 router = APIRouter(prefix="/v1/internal/jobs", tags=["internal"])
 
@@ -47,22 +48,54 @@ def worker_dataset(plane: PlaneDep, job: JobTokenDep) -> FileResponse:
 
 
 @router.post("/{job_id}/events", response_model=WorkerAck, response_model_exclude_none=True)
-def worker_event(
-    plane: PlaneDep,
-    job: JobTokenDep,
+async def worker_event(
+    request: Request,
+    job_id: str,
     event: Annotated[JobEvent, Body()],
+    authorization: Annotated[str | None, Header()] = None,
     worker_seq: Annotated[int | None, Header(alias="X-Event-Seq", ge=1)] = None,
 ) -> WorkerAck:
-    """Store the event (it is streamed only once stored) and wake the job's followers."""
-    ack = store.append_event(
-        db=plane.db, job_id=job.id, data=event.to_wire(), worker_seq=worker_seq
+    """Store the event (it is streamed only once stored) and hand it to the job's followers.
+
+    The token check and the write take one trip to a thread, nothing else leaves the
+    event loop: with a crowd of followers the loop is busy, and each extra trip through
+    it would slow the worker. Handing the event over is one call onto the loop; followers
+    send it on their own time, so they never hold up the next event.
+    """
+    plane = _plane(request)
+    ack = await in_thread(
+        _store_event,
+        db=plane.db,
+        job_id=job_id,
+        token=_bearer(authorization),
+        data=event.to_wire(),
+        worker_seq=worker_seq,
     )
-    if ack is None:
-        raise ApiError(409, f"Job `{job.id}` has already ended; its events are closed.")
-    plane.hub.notify(job.id)
+    if ack.frame is not None:
+        plane.hub.publish(job_id, ack.id, ack.frame, event.type in TERMINAL_EVENT_TYPES)
     return WorkerAck(event_id=ack.id, cancel_requested=ack.cancel_requested)
 
 
+def _store_event(
+    *, db: Database, job_id: str, token: str, data: dict[str, Any], worker_seq: int | None
+) -> store.EventAck:
+    job = _job_token(db, token, job_id)
+    ack = store.append_event(db=db, job_id=job.id, data=data, worker_seq=worker_seq)
+    if ack is None:
+        raise ApiError(409, f"Job `{job.id}` has already ended; its events are closed.")
+    return ack
+
+
 @router.post("/{job_id}/heartbeat", response_model=WorkerAck, response_model_exclude_none=True)
-def worker_heartbeat(plane: PlaneDep, job: JobTokenDep) -> WorkerAck:
-    return WorkerAck(cancel_requested=store.touch_lease(db=plane.db, job_id=job.id))
+async def worker_heartbeat(
+    request: Request, job_id: str, authorization: Annotated[str | None, Header()] = None
+) -> WorkerAck:
+    """Record that the worker is alive; one trip to a thread, like an event."""
+    cancel = await in_thread(
+        _beat, db=_plane(request).db, job_id=job_id, token=_bearer(authorization)
+    )
+    return WorkerAck(cancel_requested=cancel)
+
+
+def _beat(*, db: Database, job_id: str, token: str) -> bool:
+    return store.touch_lease(db=db, job_id=_job_token(db, token, job_id).id)
