@@ -21,7 +21,7 @@ from arkor.cloud import (
     TrainingLog,
     TrainingStarted,
 )
-from arkor.errors import ArkorError
+from arkor.errors import ArkorError, UsageError
 from arkor.sdk._contexts import (
     CheckpointContext,
     CompletedContext,
@@ -42,6 +42,16 @@ class CallbackError(ArkorError):
         super().__init__(f"The `{name}` callback raised {type(error).__name__}: {error}")
 
 
+def check_callback_names(callbacks: Mapping[str, Callback]) -> None:
+    """Refuse a misspelt callback name before a job is submitted, not once it runs."""
+    unknown = set(callbacks) - set(CALLBACK_NAMES)
+    if unknown:
+        raise UsageError(
+            f"Unknown callback name(s): {', '.join(sorted(unknown))}. "
+            f"The callbacks are {', '.join(CALLBACK_NAMES)}; rename the key to one of them."
+        )
+
+
 class Dispatcher:
     """Turns events into contexts and calls the matching callback (the stream guarantees once, in order)."""
 
@@ -51,11 +61,7 @@ class Dispatcher:
         job: Callable[[], TrainingJob],
         infer: Callable[[int], Callable[..., Any]],
     ) -> None:
-        unknown = set(callbacks) - set(CALLBACK_NAMES)
-        if unknown:
-            raise ArkorError(
-                f"Unknown callback name(s): {', '.join(sorted(unknown))}. Use {', '.join(CALLBACK_NAMES)}."
-            )
+        check_callback_names(callbacks)
         self._callbacks = dict(callbacks)
         self._job = job
         self._infer = infer

@@ -38,7 +38,7 @@ from arkor.cloud import (
 from arkor.config import BlobDataset, ConfigError, ConfigIssue, FileDataset, Location
 from arkor.config import Trainer as TrainerSpec
 from arkor.errors import ArkorError, UsageError
-from arkor.sdk._dispatch import Callback, Dispatcher
+from arkor.sdk._dispatch import Callback, Dispatcher, check_callback_names
 from arkor.sdk._session import Session, open_session
 
 _ENV_REFERENCE = "${env:"
@@ -100,6 +100,7 @@ class Trainer:
         cloud_url: str | None = None,
         cwd: Path | None = None,
     ) -> None:
+        check_callback_names(callbacks or {})
         self.name = name
         self.config = config
         self.callbacks = dict(callbacks or {})

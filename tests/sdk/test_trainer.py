@@ -11,6 +11,7 @@ import pytest
 
 from arkor._home import arkor_home
 from arkor.config import ConfigError
+from arkor.errors import UsageError
 from arkor.sdk import (
     AbortHandle,
     CallbackError,
@@ -136,17 +137,27 @@ def test_cancel_ends_the_job_cancelled_and_calls_neither_final_callback(
 def test_a_raising_callback_fails_wait_at_once_with_its_exception(
     tiny_model: Path, data: Path
 ) -> None:
-    def on_started(ctx: Any) -> None:
+    delivered: list[str] = []
+    logged: list[int] = []
+
+    def on_log(ctx: TrainingLogContext) -> None:
+        logged.append(ctx.step)
         raise ValueError("bad callback")
 
-    trainer = create_trainer(callbacks={"on_started": on_started}, **settings(tiny_model))
+    trainer = create_trainer(
+        callbacks={"on_log": on_log, "on_checkpoint": lambda ctx: logged.append(-ctx.step)},
+        **settings(tiny_model, max_steps=6),
+    )
     try:
         with pytest.raises(CallbackError) as error:
-            trainer.wait()
+            trainer.wait(on_event=lambda event: delivered.append(event.type))
     finally:
         trainer.close()
-    assert isinstance(error.value.__cause__, ValueError)
-    assert error.value.callback == "on_started"
+    assert type(error.value.__cause__) is ValueError
+    assert str(error.value.__cause__) == "bad callback"
+    assert error.value.callback == "on_log"
+    assert logged == [1], "no callback ran after the one that raised"
+    assert delivered == ["training.started", "training.log"], "the wait ended at that event"
 
 
 def test_abort_stops_waiting_and_a_later_wait_resumes_without_repeats(
@@ -190,11 +201,14 @@ def test_invalid_settings_are_config_errors(tiny_model: Path, data: Path) -> Non
     assert "max_step" in str(error.value)
 
 
-def test_unknown_callback_names_are_refused(tiny_model: Path, data: Path) -> None:
-    trainer = create_trainer(callbacks={"on_finish": print}, **settings(tiny_model))
-    with pytest.raises(Exception, match="on_finish"):
-        trainer.wait()
-    trainer.close()
+def test_unknown_callback_names_are_refused_before_anything_is_submitted(
+    tiny_model: Path, data: Path
+) -> None:
+    with pytest.raises(UsageError) as error:
+        create_trainer(callbacks={"on_finish": print}, **settings(tiny_model))
+    assert type(error.value) is UsageError
+    assert "on_finish" in str(error.value) and "on_completed" in str(error.value)
+    assert not (arkor_home() / "local").exists(), "no plane was started, no job submitted"
 
 
 def test_run_trainer_finds_the_arkor_export_of_a_module(
