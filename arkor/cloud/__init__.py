@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from arkor._lazy import lazy_exports
 from arkor.cloud._models import (
+    MAX_INT,
     TERMINAL_EVENT_TYPES,
     Artifact,
     BlobDatasetSource,
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
         ErrorBody,
         FinishReason,
         InferenceRequest,
+        InternalError,
+        InvalidRequest,
         JobEnvelope,
         JobList,
         JobStatus,
@@ -145,6 +148,8 @@ _LAZY = {
     "ErrorBody": "arkor.cloud._api_models",
     "FinishReason": "arkor.cloud._api_models",
     "InferenceRequest": "arkor.cloud._api_models",
+    "InternalError": "arkor.cloud._api_models",
+    "InvalidRequest": "arkor.cloud._api_models",
     "JobEnvelope": "arkor.cloud._api_models",
     "JobList": "arkor.cloud._api_models",
     "JobStatus": "arkor.cloud._api_models",
@@ -217,6 +222,7 @@ _LAZY = {
 __all__ = [
     "DEFAULT_ARKOR_CLOUD_API_URL",
     "HOME_KEY_FILENAME",
+    "MAX_INT",
     "TERMINAL_EVENT_TYPES",
     "TERMINAL_JOB_STATUSES",
     "AdapterRef",
@@ -249,6 +255,8 @@ __all__ = [
     "FollowStop",
     "HuggingfaceDatasetSource",
     "InferenceRequest",
+    "InternalError",
+    "InvalidRequest",
     "JobConfig",
     "JobCreate",
     "JobEnvelope",

@@ -12,22 +12,31 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
-from arkor.cloud._models import Artifact, JobConfig, JobEvent, WireModel
+from arkor.cloud._models import (
+    Artifact,
+    JobConfig,
+    JobEvent,
+    Name,
+    ShortText,
+    StrictWireModel,
+    WireInt,
+    WireModel,
+)
 
 
 class ChatMessage(WireModel):
     """One turn of a conversation, as the chat template receives it."""
 
-    role: str
+    role: Name
     content: str
 
 
-class AdapterRef(WireModel):
+class AdapterRef(StrictWireModel):
     """Which trained adapter answers: a job's final adapter, or one of its checkpoints."""
 
     kind: Literal["final", "checkpoint"]
-    job_id: str
-    step: int | None = None
+    job_id: Name
+    step: WireInt | None = Field(default=None, ge=0)
 
 
 class InferenceRequest(WireModel):
@@ -37,12 +46,14 @@ class InferenceRequest(WireModel):
     so OpenAI-style callers are not rejected; generation does not act on them yet.
     """
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     messages: list[ChatMessage] = Field(min_length=1)
     adapter: AdapterRef | None = None
-    base_model: str | None = None
+    base_model: ShortText | None = None
     temperature: float | None = Field(default=None, ge=0)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: WireInt | None = Field(default=None, ge=1)
     stream: bool = True
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -130,6 +141,18 @@ class ErrorBody(WireModel):
     error: str
 
 
+class InvalidRequest(ErrorBody):
+    """The 422 body: what is wrong with the request, one issue per field."""
+
+    issues: list[str]
+
+
+class InternalError(ErrorBody):
+    """The 500 body: the plane's log holds the cause under ``request_id``."""
+
+    request_id: str
+
+
 class UpgradeRequired(ErrorBody):
     """The 426 body: the client is older than the plane accepts."""
 
@@ -214,7 +237,7 @@ class Project(WireModel):
     org_id: str
 
 
-class ProjectCreate(WireModel):
+class ProjectCreate(StrictWireModel):
     name: str = Field(min_length=1, max_length=100)
     slug: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 
@@ -257,7 +280,10 @@ class JobEnvelope(WireModel):
 
 
 class JobList(WireModel):
+    """``GET /v1/jobs``: a page of jobs, newest first; ``next_cursor`` asks for the next one."""
+
     jobs: list[TrainingJob]
+    next_cursor: str | None = None
 
 
 class Upload(WireModel):

@@ -227,8 +227,15 @@ class CloudApiClient:
         return _parse(JobEnvelope, response).job
 
     def list_jobs(self, scope: ProjectScope) -> list[TrainingJob]:
-        """The project's jobs, newest first."""
-        return _parse(JobList, self._call("GET", "/v1/jobs", params=_scope(scope))).jobs
+        """The project's jobs, newest first (every page of them)."""
+        jobs: list[TrainingJob] = []
+        params = _scope(scope)
+        while True:
+            page = _parse(JobList, self._call("GET", "/v1/jobs", params=params))
+            jobs.extend(page.jobs)
+            if not page.next_cursor:
+                return jobs
+            params = {**_scope(scope), "cursor": page.next_cursor}
 
     def get_job(
         self, scope: ProjectScope, job_id: str, *, include_events: bool = True

@@ -2,16 +2,74 @@
 
 Python code uses snake_case; the wire uses camelCase. Every model converts at the
 boundary through aliases: build with snake_case names, serialise with
-``model_dump(by_alias=True)``. Unknown keys are kept and forwarded, as the protocol says.
+``model_dump(by_alias=True)``. Answers may carry keys this version doesn't know (a newer
+plane adds fields), so they are kept; what a client asks to run is checked strictly: a
+job config refuses unknown keys, NaN and infinities, and holds every setting to the
+bounds of the config model it came from (``arkor.config``), so a plane never stores a
+job that ``arkor.toml`` could not describe.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from annotated_types import Le, Lt, MaxLen
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import CoreSchema, core_schema
+
+from arkor.config import BlobDataset, HuggingfaceDataset, Lora, Trainer
+
+MAX_INT = 2**63 - 1
+"""The largest integer a wire field takes: what SQLite and every JSON reader can hold."""
+MAX_TEXT = 4096
+"""The longest string a job setting takes unless its config field says less."""
+MAX_NAME = 255
+"""The longest id, digest or other short name."""
+
+
+ShortText = Annotated[str, Field(max_length=MAX_TEXT)]
+Name = Annotated[str, Field(max_length=MAX_NAME)]
+WireInt = Annotated[int, Field(le=MAX_INT)]
+
+
+@dataclass(frozen=True)
+class AsConfig:
+    """``Annotated`` metadata: validate a wire field as the config field it carries.
+
+    The type and bounds come from ``model.<name>`` in ``arkor.config`` (defined once),
+    plus what every wire value needs: integers within 63 bits, strings of at most
+    :data:`MAX_TEXT` characters. ``None`` is accepted where the wire field's own
+    type allows it (a setting left out).
+    """
+
+    model: type[BaseModel]
+    name: str
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        field = self.model.model_fields[self.name]
+        annotation = field.annotation
+        metadata: list[Any] = list(field.metadata)
+        if annotation in (int, int | None) and not any(isinstance(m, Le | Lt) for m in metadata):
+            metadata.append(Le(MAX_INT))
+        if annotation in (str, str | None):
+            if not any(isinstance(item, MaxLen) for item in metadata):
+                metadata.append(MaxLen(MAX_TEXT))
+        typed = Annotated[(annotation, *metadata)] if metadata else annotation
+        schema = handler.generate_schema(typed)
+        return core_schema.nullable_schema(schema) if type(None) in get_args(source) else schema
 
 
 class WireModel(BaseModel):
@@ -29,28 +87,34 @@ class WireModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-class HuggingfaceDatasetSource(WireModel):
+class StrictWireModel(WireModel):
+    """A request body the plane acts on: unknown keys, NaN and infinities are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class HuggingfaceDatasetSource(StrictWireModel):
     type: Literal["huggingface"] = "huggingface"
-    name: str
-    split: str | None = None
-    subset: str | None = None
+    name: Annotated[str, AsConfig(HuggingfaceDataset, "name")]
+    split: Annotated[str | None, AsConfig(HuggingfaceDataset, "split")] = None
+    subset: Annotated[str | None, AsConfig(HuggingfaceDataset, "subset")] = None
 
 
-class BlobDatasetSource(WireModel):
+class BlobDatasetSource(StrictWireModel):
     """A dataset downloaded from ``url``; ``token`` is a ``${env:NAME}`` reference until ``start``."""
 
     type: Literal["blob"] = "blob"
-    url: str
-    token: str | None = None
+    url: Annotated[str, AsConfig(BlobDataset, "url")]
+    token: ShortText | None = None
 
 
-class FileDatasetSource(WireModel):
+class FileDatasetSource(StrictWireModel):
     """A local file: frozen as ``path`` + ``sha256`` by ``build``, sent as ``uploadId`` by ``start``."""
 
     type: Literal["file"] = "file"
-    upload_id: str | None = None
-    path: str | None = None
-    sha256: str | None = None
+    upload_id: Name | None = None
+    path: ShortText | None = None
+    sha256: Name | None = None
 
 
 DatasetSource = Annotated[
@@ -58,40 +122,75 @@ DatasetSource = Annotated[
     Field(discriminator="type"),
 ]
 
+_FORMAT_NAME, _FORMAT_MAPPING = (
+    TypeAdapter[Any](arm) for arm in get_args(Trainer.model_fields["dataset_format"].annotation)
+)
+"""``trainer.dataset_format``: a format name, or a column mapping (config models)."""
 
-class JobConfig(WireModel):
-    """What a control plane trains: PROTOCOL.md's ``JobConfig``, plus LoRA extras and the seed."""
 
-    model: str
+def _dataset_format(value: object) -> str | dict[str, str]:
+    """A format name or column mapping as ``trainer.dataset_format`` allows, mappings filled in."""
+    if not isinstance(value, str | dict):
+        raise ValueError("expected a format name or a column mapping")
+    try:
+        if isinstance(value, str):
+            return str(_FORMAT_NAME.validate_python(value))
+        return dict(_FORMAT_MAPPING.validate_python(value).model_dump())
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][1:])
+        raise ValueError(f"{where + ': ' if where else ''}{first['msg']}") from None
+
+
+DatasetFormat = Annotated[
+    str | dict[str, str],
+    PlainValidator(_dataset_format, json_schema_input_type=str | dict[Name, Name]),
+]
+
+
+class JobConfig(StrictWireModel):
+    """What a control plane trains: PROTOCOL.md's ``JobConfig``, plus LoRA extras and the seed.
+
+    Each setting takes what its ``arkor.toml`` counterpart takes (``maxSteps`` is
+    ``trainer.max_steps``, ``loraR`` is ``trainer.lora.r``).
+    """
+
+    model: Annotated[str, AsConfig(Trainer, "model")]
     dataset_source: DatasetSource
-    dataset_format: str | dict[str, Any] | None = None
-    dataset_split: float | str | None = None
-    max_steps: int | None = None
-    num_train_epochs: float | None = None
-    learning_rate: float | None = None
-    batch_size: int | None = None
-    optim: str | None = None
-    lr_scheduler_type: str | None = None
-    weight_decay: float | None = None
-    warmup_steps: int | None = None
-    logging_steps: int | None = None
-    save_steps: int | None = None
-    eval_steps: int | None = None
-    lora_r: int | None = None
-    lora_alpha: int | None = None
-    lora_dropout: float | None = None
-    lora_target_modules: str | list[str] | None = None
-    max_length: int | None = None
-    load_in_4bit: bool | None = Field(default=None, alias="loadIn4bit")
-    train_on_responses_only: bool | None = None
-    seed: int | None = None
-    dry_run: bool | None = None
+    dataset_format: DatasetFormat | None = None
+    dataset_split: Annotated[float | str | None, AsConfig(Trainer, "dataset_split")] = None
+    max_steps: Annotated[int | None, AsConfig(Trainer, "max_steps")] = None
+    num_train_epochs: Annotated[float | None, AsConfig(Trainer, "num_train_epochs")] = None
+    learning_rate: Annotated[float | None, AsConfig(Trainer, "learning_rate")] = None
+    batch_size: Annotated[int | None, AsConfig(Trainer, "batch_size")] = None
+    optim: Annotated[str | None, AsConfig(Trainer, "optim")] = None
+    lr_scheduler_type: Annotated[str | None, AsConfig(Trainer, "lr_scheduler_type")] = None
+    weight_decay: Annotated[float | None, AsConfig(Trainer, "weight_decay")] = None
+    warmup_steps: Annotated[int | None, AsConfig(Trainer, "warmup_steps")] = None
+    logging_steps: Annotated[int | None, AsConfig(Trainer, "logging_steps")] = None
+    save_steps: Annotated[int | None, AsConfig(Trainer, "save_steps")] = None
+    eval_steps: Annotated[int | None, AsConfig(Trainer, "eval_steps")] = None
+    lora_r: Annotated[int | None, AsConfig(Lora, "r")] = None
+    lora_alpha: Annotated[int | None, AsConfig(Lora, "alpha")] = None
+    lora_dropout: Annotated[float | None, AsConfig(Lora, "dropout")] = None
+    lora_target_modules: Annotated[
+        str | list[str] | None, AsConfig(Lora, "target_modules")
+    ] = None
+    max_length: Annotated[int | None, AsConfig(Lora, "max_length")] = None
+    load_in_4bit: Annotated[bool | None, AsConfig(Lora, "load_in_4bit")] = Field(
+        default=None, alias="loadIn4bit"
+    )
+    train_on_responses_only: Annotated[
+        bool | None, AsConfig(Trainer, "train_on_responses_only")
+    ] = None
+    seed: Annotated[int | None, AsConfig(Trainer, "seed")] = None
+    dry_run: Annotated[bool | None, AsConfig(Trainer, "dry_run")] = None
 
 
-class JobCreate(WireModel):
+class JobCreate(StrictWireModel):
     """The body of ``POST /v1/jobs``."""
 
-    name: str
+    name: Annotated[str, AsConfig(Trainer, "name")]
     config: JobConfig
 
 

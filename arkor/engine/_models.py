@@ -46,6 +46,14 @@ def resolve_model(model: str, *, progress: Callable[[str], None] | None = None) 
     from arkor.engine._store import ModelStore, model_folder_problem
 
     path = Path(model).expanduser()
+    try:
+        path.exists()
+    except OSError as error:  # too long a name, say: no path, and no Hub id either
+        raise ModelError(
+            f"Cannot load the model `{model[:100]}`: it is neither a path this system can "
+            f"open ({error.strerror}) nor a Hub id. Give a model folder, a .gguf file, a model "
+            "store id or a Hub id."
+        ) from None
     if path.is_dir():
         problem = model_folder_problem(path)
         if problem is not None:
