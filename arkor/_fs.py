@@ -7,6 +7,9 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
+
+from arkor._home import PRIVATE_FILE_MODE
 
 _CHUNK = 1 << 20
 
@@ -41,6 +44,14 @@ def atomic_write_chunks(path: Path, chunks: Iterable[bytes], *, mode: int | None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def open_private(path: Path, mode: str = "wb") -> BinaryIO:
+    """Open ``path`` for binary writing (``"wb"``, ``"ab"``, ``"xb"``), creating it owner-only
+    (0600) whatever the umask: uploads and logs under the plane's home."""
+    flags = {"wb": os.O_TRUNC, "ab": os.O_APPEND, "xb": os.O_EXCL}[mode]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, PRIVATE_FILE_MODE)
+    return os.fdopen(fd, mode)
 
 
 def _mode_for(path: Path) -> int:

@@ -47,6 +47,19 @@ def serve(
             min=1, help="Jobs to run at once (env ARKOR_MAX_JOBS). Default 1.", show_default=False
         ),
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help=(
+                "With --allow-remote: a host name clients reach the plane by, e.g. "
+                "arkor.example.com or *.example.com (repeatable; env ARKOR_ALLOWED_HOSTS, "
+                "comma-separated). Loopback names and IP addresses always work; other Host "
+                "headers get 400, which keeps DNS rebinding out."
+            ),
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the Arkor control plane: the cloud API, training and inference on this machine.
 
@@ -59,7 +72,7 @@ def serve(
 
       arkor serve --port 9000 --max-jobs 2
 
-      arkor serve --host 0.0.0.0 --allow-remote
+      arkor serve --host 0.0.0.0 --allow-remote --allowed-host gpu-box.example.com
     """
     import dataclasses
     import importlib.util
@@ -77,7 +90,10 @@ def serve(
 
     settings = load_settings()
     settings = dataclasses.replace(
-        settings, host=host or settings.host, max_jobs=max_jobs or settings.max_jobs
+        settings,
+        host=host or settings.host,
+        max_jobs=max_jobs or settings.max_jobs,
+        allowed_hosts=(*settings.allowed_hosts, *(name.lower() for name in allowed_host or ())),
     )
     if not _is_loopback(settings.host):
         if not allow_remote:

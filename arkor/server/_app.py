@@ -1,4 +1,4 @@
-"""Build the FastAPI app: routers, error bodies, the version gate, and the plane's lifespan."""
+"""Build the FastAPI app: routers, error bodies, the guards, the version gate, the lifespan."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from arkor._home import private_dir
 from arkor._version import __version__
 from arkor.server._db import Database
-from arkor.server._errors import install_error_handlers
+from arkor.server._errors import COMMON_ERRORS, install_error_handlers
 from arkor.server._events import EventHub
+from arkor.server._guards import BodyLimit, HostGuard, RequestContext
 from arkor.server._inference import InferenceWorker
 from arkor.server._jobs import Supervisor
 from arkor.server._plane import Plane
@@ -27,8 +29,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for folder in (settings.artifacts_dir, settings.uploads_dir, settings.logs_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+        for folder in (
+            settings.home,
+            settings.state_dir,
+            settings.artifacts_dir,
+            settings.uploads_dir,
+            settings.logs_dir,
+        ):
+            private_dir(folder)
         db = Database(settings.database_path)
         hub = EventHub()
         hub.bind(asyncio.get_running_loop())
@@ -52,11 +60,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    app.include_router(api_router)
+    app.include_router(api_router, responses=COMMON_ERRORS)
+    # each add_middleware wraps the ones before: RequestContext ends up outermost
     app.add_middleware(
         VersionGate,
         min_version=settings.min_client_version,
         deprecated_below=settings.deprecated_below,
         sunset=settings.sunset,
     )
+    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(HostGuard, settings=settings)
+    app.add_middleware(RequestContext)
     return app

@@ -2,7 +2,9 @@
 
 A thread keeps its connection while it lives; when it ends (anyio's pool retires idle
 threads) the connection goes back to a small idle pool for the next thread, or is closed,
-so open handles follow the number of live threads, not the number that ever ran. WAL lets event streams read while a worker's events are written, and lets two planes
+so open handles follow the number of live threads, not the number that ever ran.
+
+WAL lets event streams read while a worker's events are written, and lets two planes
 (``arkor serve`` and an embedded ``arkor start``) share one file. Connections run in
 autocommit mode; :meth:`Database.transaction` takes the write lock up front
 (``BEGIN IMMEDIATE``) so read-then-write steps never deadlock on an upgrade.
@@ -22,6 +24,7 @@ from typing import TypeVar
 
 import anyio.to_thread
 
+from arkor._home import private_dir
 from arkor.errors import ArkorError
 
 _T = TypeVar("_T")
@@ -177,7 +180,7 @@ class Database:
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         _create_private(path)
         try:
             self._create_or_migrate()

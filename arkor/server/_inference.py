@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from arkor._fs import open_private
+from arkor._home import PRIVATE_UMASK
 from arkor.server._errors import ApiError
 from arkor.server._settings import Settings
 
@@ -95,7 +97,7 @@ class InferenceWorker:
 
     async def _start(self) -> asyncio.subprocess.Process:
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        with open(self._log_path, "ab") as log:
+        with open_private(self._log_path, "ab") as log:
             try:
                 return await asyncio.create_subprocess_exec(
                     *self.settings.inference_command,
@@ -108,6 +110,7 @@ class InferenceWorker:
                         SECRET_ENV: self._secret,
                     },
                     start_new_session=True,
+                    umask=PRIVATE_UMASK,
                 )
             except OSError as error:
                 raise ApiError(503, f"The inference worker could not start: {error}.") from error

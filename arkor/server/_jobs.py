@@ -18,6 +18,8 @@ import os
 import secrets
 import time
 
+from arkor._fs import open_private
+from arkor._home import PRIVATE_UMASK
 from arkor.cloud import utc_now
 from arkor.server import _store as store
 from arkor.server._db import Database, in_thread
@@ -182,7 +184,7 @@ class Supervisor:
             str(settings.artifacts_dir / job_id),
         ]
         try:
-            with log_path.open("ab") as log:
+            with open_private(log_path, "ab") as log:
                 process = await asyncio.create_subprocess_exec(
                     *command,
                     stdin=asyncio.subprocess.DEVNULL,
@@ -190,6 +192,7 @@ class Supervisor:
                     stderr=asyncio.subprocess.STDOUT,
                     env={**os.environ, "ARKOR_HOME": str(settings.home), JOB_TOKEN_ENV: token},
                     start_new_session=True,  # Ctrl-C reaches the plane, which stops workers itself
+                    umask=PRIVATE_UMASK,
                 )
         except OSError as error:
             await self._end(job_id, f"The worker could not be started ({command[0]}): {error}.")

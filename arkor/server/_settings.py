@@ -52,6 +52,14 @@ class Settings:
     worker_command: tuple[str, ...] = field(default_factory=_default_worker_command)
     inference_command: tuple[str, ...] = field(default_factory=_default_inference_command)
     idempotency_ttl: float = 24 * 3600.0
+    max_body_bytes: int = 1 << 20
+    """The largest request body but an upload (``ARKOR_MAX_BODY_BYTES``); larger: 413."""
+    max_upload_bytes: int = 10 << 30
+    """The largest dataset upload, streamed to disk (``ARKOR_MAX_UPLOAD_BYTES``); larger: 413."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names a plane bound to a non-loopback address answers to, besides IP addresses
+    and loopback names (``ARKOR_ALLOWED_HOSTS``, comma-separated; ``*.example.com`` allowed).
+    Other ``Host`` headers get 400, which keeps DNS rebinding away from the plane."""
     mint_burst: int = 100
     """Anonymous sign-ins one client address may make at once (``ARKOR_MINT_BURST``)."""
     mint_per_minute: float = 60.0
@@ -96,7 +104,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ``ARKOR_MIN_CLIENT_VERSION``,
     ``ARKOR_DEPRECATED_BELOW``, ``ARKOR_SUNSET``, ``ARKOR_SSE_PING_SECONDS``,
     ``ARKOR_LEASE_TTL_SECONDS``, ``ARKOR_CANCEL_GRACE_SECONDS``, ``ARKOR_WORKER_COMMAND``
-    and ``ARKOR_INFERENCE_COMMAND`` (shell words; a wrapper such as another interpreter).
+    and ``ARKOR_INFERENCE_COMMAND`` (shell words; a wrapper such as another interpreter),
+    ``ARKOR_MAX_BODY_BYTES``, ``ARKOR_MAX_UPLOAD_BYTES`` and ``ARKOR_ALLOWED_HOSTS``.
     """
     env = os.environ if environ is None else environ
     configured = env.get("ARKOR_HOME")
@@ -116,6 +125,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         overrides["mint_burst"] = _number(int, "ARKOR_MINT_BURST", value, minimum=1)
     if value := env.get("ARKOR_MINT_PER_MINUTE"):
         overrides["mint_per_minute"] = _number(float, "ARKOR_MINT_PER_MINUTE", value, minimum=0.01)
+    for name, key in (
+        ("ARKOR_MAX_BODY_BYTES", "max_body_bytes"),
+        ("ARKOR_MAX_UPLOAD_BYTES", "max_upload_bytes"),
+    ):
+        if value := env.get(name):
+            overrides[key] = _number(int, name, value, minimum=1)
+    if value := env.get("ARKOR_ALLOWED_HOSTS"):
+        overrides["allowed_hosts"] = tuple(
+            name.strip().lower() for name in value.split(",") if name.strip()
+        )
     for name, key in (
         ("ARKOR_MIN_CLIENT_VERSION", "min_client_version"),
         ("ARKOR_DEPRECATED_BELOW", "deprecated_below"),

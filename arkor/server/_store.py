@@ -416,12 +416,17 @@ def create_job(
     return job, False
 
 
-def list_jobs(*, db: Database, project_id: str) -> list[JobRow]:
-    """The project's jobs, newest first."""
+def list_jobs(
+    *, db: Database, project_id: str, limit: int, before: int | None = None
+) -> tuple[list[JobRow], int | None]:
+    """A page of the project's jobs, newest first: at most ``limit`` of those submitted before
+    the job numbered ``before``, and the number to ask for the next page with (None: last)."""
     rows = db.connection().execute(
-        "SELECT * FROM jobs WHERE project_id = ? ORDER BY seq DESC", (project_id,)
-    )
-    return [_job(row) for row in rows]
+        "SELECT * FROM jobs WHERE project_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        (project_id, before if before is not None else 2**63 - 1, limit + 1),
+    ).fetchall()
+    page = rows[:limit]
+    return [_job(row) for row in page], page[-1]["seq"] if len(rows) > limit else None
 
 
 def get_job(*, db: Database, job_id: str, project_id: str | None = None) -> JobRow | None:

@@ -106,7 +106,7 @@ def test_finished_threads_leave_no_connections_behind(tmp_path: Path) -> None:
     db = Database(path)
 
     def read() -> None:
-        assert store.list_jobs(db=db, project_id="none") == []
+        assert store.get_job(db=db, job_id="none") is None
 
     try:
         for _ in range(5):
@@ -128,7 +128,7 @@ def test_the_database_is_owner_only_under_a_permissive_umask(tmp_path: Path) -> 
     try:
         db = Database(tmp_path / "arkor.db")
         try:
-            store.list_jobs(db=db, project_id="none")
+            store.get_job(db=db, job_id="none")
             files = [tmp_path / name for name in ("arkor.db", "arkor.db-wal", "arkor.db-shm")]
             modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in files}
         finally:

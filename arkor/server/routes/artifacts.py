@@ -1,33 +1,50 @@
-"""A job's files: list them, download one by its path (never outside the job's folder)."""
+"""A job's files: list them, download one by its path (never outside the job's folder).
+
+Only regular files inside the job's folder count: a symbolic link is neither listed nor
+served, wherever it points. Downloads are attachments of a fixed, inert type, so a
+browser never renders one as a page.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from arkor.cloud import Artifact, ArtifactList
-from arkor.server._errors import ApiError, not_found
+from arkor.server._errors import SCOPED_ERRORS, ApiError, not_found
 from arkor.server.deps import JobDep, PlaneDep
 
-router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
+router = APIRouter(prefix="/v1/jobs", tags=["artifacts"], responses=SCOPED_ERRORS)
 
 _PRIVATE = frozenset({"cache"})
 """Folders of a job's output that are the engine's scratch space, not artifacts."""
+_TEXT_SUFFIXES = frozenset({".json", ".jsonl", ".txt", ".md", ".log", ".csv", ".yaml", ".toml"})
+"""Files served as ``text/plain``; every other one is ``application/octet-stream``."""
 
 
 def _visible(relative: PurePosixPath) -> bool:
     return bool(relative.parts) and relative.parts[0] not in _PRIVATE
 
 
+def _files(root: Path) -> list[Path]:
+    """The regular files under ``root``, sorted; links to files or folders are skipped."""
+    found: list[Path] = []
+    for folder, folders, names in os.walk(root):  # os.walk doesn't descend into linked folders
+        base = Path(folder)
+        found += (base / name for name in names if not (base / name).is_symlink())
+        folders[:] = [name for name in folders if not (base / name).is_symlink()]
+    return sorted(path for path in found if path.is_file())
+
+
 @router.get("/{job_id}/artifacts", response_model=ArtifactList, response_model_exclude_none=True)
 def list_artifacts(plane: PlaneDep, job: JobDep) -> ArtifactList:
     root = plane.settings.artifacts_dir / job.id
-    files = sorted(path for path in root.rglob("*") if path.is_file()) if root.is_dir() else []
     artifacts = [
         Artifact(path=relative.as_posix(), size=path.stat().st_size)
-        for path in files
+        for path in (_files(root) if root.is_dir() and not root.is_symlink() else [])
         if _visible(relative := PurePosixPath(path.relative_to(root).as_posix()))
     ]
     return ArtifactList(artifacts=artifacts)
@@ -35,13 +52,28 @@ def list_artifacts(plane: PlaneDep, job: JobDep) -> ArtifactList:
 
 @router.get("/{job_id}/artifacts/{path:path}", response_class=FileResponse)
 def download_artifact(plane: PlaneDep, job: JobDep, path: str) -> FileResponse:
+    if "\x00" in path:
+        raise ApiError(400, "The artifact path holds a NUL character; give a path inside the job.")
     relative = PurePosixPath(path.replace("\\", "/"))
     if relative.is_absolute() or ".." in relative.parts:
         raise ApiError(400, f"`{path}` leaves the job's artifacts; give a path inside them.")
-    root = (plane.settings.artifacts_dir / job.id).resolve()
-    target = Path(root, *relative.parts).resolve()
-    if not target.is_relative_to(root):
+    root = plane.settings.artifacts_dir / job.id
+    target = Path(root, *relative.parts)
+    if not target.resolve().is_relative_to(root.resolve()) or _linked(root, target):
         raise ApiError(400, f"`{path}` leaves the job's artifacts; give a path inside them.")
     if not _visible(relative) or not target.is_file():
         raise not_found(f"Artifact `{path}` of job `{job.id}`")
-    return FileResponse(target, filename=target.name)
+    text = target.suffix.lower() in _TEXT_SUFFIXES
+    return FileResponse(
+        target,
+        filename=target.name,
+        media_type="text/plain; charset=utf-8" if text else "application/octet-stream",
+        content_disposition_type="attachment",
+    )
+
+
+def _linked(root: Path, target: Path) -> bool:
+    """Whether ``target`` or a folder between it and ``root`` is a symbolic link."""
+    return any(
+        part.is_symlink() for part in (target, *target.parents) if part.is_relative_to(root)
+    )

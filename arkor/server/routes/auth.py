@@ -30,11 +30,11 @@ from arkor.cloud import (
 )
 from arkor.cloud._credentials import HOME_KEY_FILENAME, read_home_key
 from arkor.server import _store as store
-from arkor.server._errors import ApiError, not_found
+from arkor.server._errors import SCOPED_ERRORS, ApiError, not_found
 from arkor.server._ratelimit import TokenBucket, retry_after
 from arkor.server.deps import PlaneDep, PrincipalDep, StoreDep
 
-router = APIRouter(prefix="/v1", tags=["auth"])
+router = APIRouter(prefix="/v1", tags=["auth"], responses=SCOPED_ERRORS)
 
 _limiter_lock = threading.Lock()
 

@@ -17,14 +17,15 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
+from arkor.cloud import MAX_INT
 from arkor.server import _store as store
 from arkor.server._db import in_thread
-from arkor.server._errors import ApiError
+from arkor.server._errors import SCOPED_ERRORS, ApiError
 from arkor.server._events import END_FRAME, PING_FRAME
 from arkor.server._plane import Plane
 from arkor.server.deps import JobDep, PlaneDep
 
-router = APIRouter(prefix="/v1/jobs", tags=["events"])
+router = APIRouter(prefix="/v1/jobs", tags=["events"], responses=SCOPED_ERRORS)
 
 _BATCH = 2000
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -39,22 +40,34 @@ per event, and the writer's requests are not queued behind them."""
 async def stream_events(
     plane: PlaneDep,
     job: JobDep,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", description="Replay the events after this event id."),
+    ] = None,
     after: Annotated[
-        int | None,
-        Query(ge=0, description="Like Last-Event-ID, for clients that can't set headers."),
+        str | None,
+        Query(description="Like Last-Event-ID, for clients that can't set headers."),
     ] = None,
 ) -> StreamingResponse:
-    start = after or 0
+    """The job's events after a position (checked before the stream starts), then live ones."""
+    start = _position("after", after) if after is not None else 0
     if last_event_id:
-        try:
-            start = max(int(last_event_id), 0)
-        except ValueError:
-            raise ApiError(
-                400, f"Last-Event-ID must be an event id, not `{last_event_id}`."
-            ) from None
+        start = _position("Last-Event-ID", last_event_id)
     return StreamingResponse(
         follow(plane, job.id, start), media_type="text/event-stream", headers=SSE_HEADERS
+    )
+
+
+def _position(name: str, value: str) -> int:
+    """An event id as sent: decimal digits only (``int()`` would take ``+1``, ``1_000``, `` 1``),
+    within the 63 bits an id is stored in."""
+    if value.isascii() and value.isdigit() and int(value) <= MAX_INT:
+        return int(value)
+    shown = value if len(value) <= 40 else value[:40] + "…"
+    raise ApiError(
+        400,
+        f"{name} must be an event id (decimal digits, at most {MAX_INT}), not `{shown}`. "
+        f"Send the id of the last event received, or leave {name} out to start from the first.",
     )
 
 

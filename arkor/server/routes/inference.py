@@ -8,31 +8,36 @@ checkpoint, the newest when no step is given) and relays the worker's answer: Op
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from arkor.cloud import ChatCompletion, InferenceRequest, JobConfig
 from arkor.engine import ADAPTER_DIRNAME, CHECKPOINTS_DIRNAME
 from arkor.server import _store as store
 from arkor.server._db import in_thread
-from arkor.server._errors import ApiError, not_found
+from arkor.server._errors import SCOPED_ERRORS, ApiError, error_responses, not_found
+from arkor.server._guards import REQUEST_ID_KEY
 from arkor.server._plane import Plane
 from arkor.server._store import ProjectRow
 from arkor.server.deps import PlaneDep, ProjectDep
 from arkor.server.routes.events import SSE_HEADERS
 
-router = APIRouter(prefix="/v1/inference", tags=["inference"])
+router = APIRouter(prefix="/v1/inference", tags=["inference"], responses=SCOPED_ERRORS)
+logger = logging.getLogger("arkor.server")
 
 _ADAPTER_CONFIG = "adapter_config.json"
 
 
-@router.post("/chat", response_model=ChatCompletion)
-async def chat(plane: PlaneDep, project: ProjectDep, body: InferenceRequest) -> Response:
+@router.post("/chat", response_model=ChatCompletion, responses=error_responses(502, 503))
+async def chat(
+    request: Request, plane: PlaneDep, project: ProjectDep, body: InferenceRequest
+) -> Response:
     base_model, adapter_path, model_name = await in_thread(
         _resolve, plane=plane, project=project, body=body
     )
@@ -54,7 +59,22 @@ async def chat(plane: PlaneDep, project: ProjectDep, body: InferenceRequest) -> 
     if upstream.status_code != 200:
         raw = await upstream.aread()
         await upstream.aclose()
-        raise ApiError(upstream.status_code, _error_message(raw))
+        message = _error_message(raw)
+        if upstream.status_code == 422:  # the request can't be answered (an unknown model, …)
+            raise ApiError(422, message)
+        request_id = request.scope[REQUEST_ID_KEY]
+        logger.error(
+            "Request %s: the inference worker answered %d: %s",
+            request_id,
+            upstream.status_code,
+            message,
+        )
+        raise ApiError(
+            502,
+            "The inference worker failed to answer; the plane's log has the cause under "
+            f"request id {request_id}.",
+            requestId=request_id,
+        )
     if body.stream:
         return StreamingResponse(
             _relay(upstream), media_type="text/event-stream", headers=SSE_HEADERS

@@ -20,10 +20,14 @@ from arkor.cloud import TERMINAL_EVENT_TYPES, FileDatasetSource, JobConfig, JobE
 from arkor.cloud._api_models import WorkerAck, WorkerJob
 from arkor.server import _store as store
 from arkor.server._db import Database, in_thread
-from arkor.server._errors import ApiError, not_found
+from arkor.server._errors import SCOPED_ERRORS, ApiError, error_responses, not_found
 from arkor.server.deps import JobTokenDep, PlaneDep, _bearer, _job_token, _plane
 
-router = APIRouter(prefix="/v1/internal/jobs", tags=["internal"])
+router = APIRouter(
+    prefix="/v1/internal/jobs",
+    tags=["internal"],
+    responses={**SCOPED_ERRORS, **error_responses(409)},
+)
 
 
 @router.get("/{job_id}", response_model=WorkerJob, response_model_exclude_none=True)

@@ -1,4 +1,4 @@
-"""Training jobs: create (idempotent with ``Idempotency-Key``), list, get, cancel."""
+"""Training jobs: create (idempotent with ``Idempotency-Key``), list a page, get, cancel."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import TypeAdapter
 
 from arkor.cloud import (
+    MAX_INT,
     FileDatasetSource,
     JobCreate,
     JobEnvelope,
@@ -15,10 +16,13 @@ from arkor.cloud import (
     JobList,
 )
 from arkor.server import _store as store
-from arkor.server._errors import ApiError
+from arkor.server._errors import SCOPED_ERRORS, ApiError, error_responses
 from arkor.server.deps import JobDep, PlaneDep, ProjectDep, StoreDep
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=SCOPED_ERRORS)
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
 
 _EVENT = TypeAdapter[JobEvent](JobEvent)
 
@@ -68,9 +72,32 @@ def create_job(
 
 
 @router.get("", response_model=JobList, response_model_exclude_none=True)
-def list_jobs(db: StoreDep, project: ProjectDep) -> JobList:
-    """The project's jobs, newest first."""
-    return JobList(jobs=[job.to_wire() for job in store.list_jobs(db=db, project_id=project.id)])
+def list_jobs(
+    db: StoreDep,
+    project: ProjectDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,
+    cursor: Annotated[
+        str | None, Query(description="The `nextCursor` of the previous page.")
+    ] = None,
+) -> JobList:
+    """A page of the project's jobs, newest first; ``nextCursor`` (absent on the last page)
+    asks for the next."""
+    before = _cursor(cursor) if cursor is not None else None
+    jobs, next_seq = store.list_jobs(db=db, project_id=project.id, limit=limit, before=before)
+    return JobList(
+        jobs=[job.to_wire() for job in jobs],
+        next_cursor=str(next_seq) if next_seq is not None else None,
+    )
+
+
+def _cursor(cursor: str) -> int:
+    if cursor.isascii() and cursor.isdigit() and int(cursor) <= MAX_INT:
+        return int(cursor)
+    raise ApiError(
+        400,
+        "`cursor` is not a cursor this plane gave out: pass the `nextCursor` of the previous "
+        "page, or leave it out for the newest jobs.",
+    )
 
 
 @router.get("/{job_id}", response_model=JobEnvelope, response_model_exclude_none=True)
@@ -87,6 +114,7 @@ def get_job(db: StoreDep, job: JobDep, events: Annotated[bool, Query()] = True) 
     response_model=JobEnvelope,
     status_code=202,
     response_model_exclude_none=True,
+    responses=error_responses(409),
 )
 def cancel_job(plane: PlaneDep, job: JobDep) -> JobEnvelope:
     """Cancel: a queued job ends now; a running one stops within a step (its worker polls)."""

@@ -6,11 +6,11 @@ from fastapi import APIRouter
 
 from arkor.cloud import OrgRef, Project, ProjectCreate, ProjectEnvelope, ProjectList
 from arkor.server import _store as store
-from arkor.server._errors import ApiError
+from arkor.server._errors import SCOPED_ERRORS, ApiError, error_responses
 from arkor.server._store import ProjectRow
 from arkor.server.deps import OrgDep, StoreDep
 
-router = APIRouter(prefix="/v1/projects", tags=["projects"])
+router = APIRouter(prefix="/v1/projects", tags=["projects"], responses=SCOPED_ERRORS)
 
 
 def _wire(project: ProjectRow) -> Project:
@@ -23,7 +23,13 @@ def list_projects(db: StoreDep, org: OrgDep) -> ProjectList:
     return ProjectList(org=OrgRef(slug=org.slug), projects=[_wire(p) for p in projects])
 
 
-@router.post("", response_model=ProjectEnvelope, status_code=201, response_model_exclude_none=True)
+@router.post(
+    "",
+    response_model=ProjectEnvelope,
+    status_code=201,
+    response_model_exclude_none=True,
+    responses=error_responses(409),
+)
 def create_project(db: StoreDep, org: OrgDep, body: ProjectCreate) -> ProjectEnvelope:
     project = store.create_project(db=db, org_id=org.id, slug=body.slug, name=body.name)
     if project is None:

@@ -16,14 +16,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
 
+from arkor._fs import open_private
 from arkor.cloud import Upload, UploadEnvelope
 from arkor.server import _store as store
 from arkor.server._db import in_thread
-from arkor.server._errors import ApiError
+from arkor.server._errors import SCOPED_ERRORS, ApiError
 from arkor.server._store import UploadRow
 from arkor.server.deps import PlaneDep, ProjectDep
 
-router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"], responses=SCOPED_ERRORS)
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -46,7 +47,13 @@ async def find_upload(sha256: str, plane: PlaneDep, project: ProjectDep) -> Uplo
     return _wire(existing)
 
 
-@router.post("", response_model=UploadEnvelope, status_code=201, response_model_exclude_none=True)
+@router.post(
+    "",
+    response_model=UploadEnvelope,
+    status_code=201,
+    response_model_exclude_none=True,
+    responses={200: {"model": UploadEnvelope, "description": "The project had these bytes."}},
+)
 async def create_upload(
     request: Request,
     response: Response,
@@ -71,7 +78,7 @@ async def create_upload(
     partial = folder / f".incoming-{secrets.token_hex(8)}"
     hasher, size = hashlib.sha256(), 0
     try:
-        with partial.open("wb") as handle:
+        with open_private(partial, "xb") as handle:
             async for chunk in request.stream():
                 hasher.update(chunk)
                 size += len(chunk)
