@@ -1,4 +1,4 @@
-"""``arkor login``, ``arkor logout`` and ``arkor whoami``: who the CLI is on a plane.
+"""``arkor login``, ``logout``, ``whoami`` and ``tokens``: who the CLI is on a plane.
 
 They use the plane every command in this folder uses (``[cloud] url``,
 ``ARKOR_CLOUD_API_URL``, the remote plane signed in to last, else this home's local
@@ -9,6 +9,8 @@ sign in again once its token is gone, so dropping one that reaches projects asks
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,7 +19,7 @@ import typer
 from arkor.cli._options import JsonOption
 
 if TYPE_CHECKING:
-    from arkor.cloud import Credentials
+    from arkor.cloud import CloudApiClient, Credentials
 
 YesOption = Annotated[
     bool,
@@ -117,7 +119,8 @@ def logout(yes: YesOption = False) -> int:
     On this home's local plane only the token is forgotten: `arkor login` signs you in
     again as the same identity, with every project. On another plane an anonymous
     identity cannot sign in again, so when it reaches projects you are asked first;
-    without a terminal (or with CI set) that needs --yes, else it exits 2.
+    without a terminal (or with CI set) that needs --yes, else it exits 2. There the token
+    is also revoked, when the plane can be reached.
 
     Examples:
 
@@ -175,9 +178,28 @@ def logout(yes: YesOption = False) -> int:
     if not _confirm_dropping(url, record, yes=yes, action="Signing out"):
         echo(f"Still signed in to {url}.")
         return 1
+    revoked = _revoke_own_token(url, record)
     forget_credentials(plane_key(record))
-    echo(f"{style('✓', 'green')} Signed out of {url}: its identity is removed from {path}.")
+    echo(
+        f"{style('✓', 'green')} Signed out of {url}: its identity is removed from {path}"
+        + (" and its token revoked on the plane." if revoked else ".")
+    )
     return 0
+
+
+def _revoke_own_token(url: str, credentials: Credentials) -> bool:
+    """Revoke the token being forgotten, so a copy of it is no use either (best effort)."""
+    from arkor.cloud import CloudApiClient, CloudApiError
+
+    try:
+        with CloudApiClient(url, credentials.bearer_token) as client:
+            current = next((t.id for t in client.list_tokens().tokens if t.current), None)
+            if current is None:
+                return False
+            client.revoke_token(current)
+    except CloudApiError:
+        return False
+    return True
 
 
 def _confirm_dropping(url: str, credentials: Credentials, *, yes: bool, action: str) -> bool:
@@ -294,3 +316,76 @@ def whoami(json_output: JsonOption = False) -> int:
     for org in me.orgs:
         echo(f"  {org.slug:<{width}}  {org.name}")
     return 0
+
+
+tokens_app = typer.Typer(
+    help="List and revoke your tokens on this folder's plane.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@tokens_app.command("list")
+def list_tokens(json_output: JsonOption = False) -> int:
+    """Your identity's tokens on this folder's plane (ids and dates; `*` marks this CLI's).
+
+    Examples:
+
+      arkor tokens list
+    """
+    from arkor.cli._output import echo, print_json
+
+    with _signed_in_client() as (_, client):
+        tokens = client.list_tokens().tokens
+    if json_output:
+        print_json({"tokens": [token.to_wire() for token in tokens]})
+        return 0
+    for token in tokens:
+        echo(f"{'*' if token.current else ' '} {token.id:<28}{token.created_at[:19]}")
+    return 0
+
+
+@tokens_app.command("revoke")
+def revoke_token(
+    token_id: Annotated[str, typer.Argument(help="The token's id (from `arkor tokens list`).")],
+) -> int:
+    """Revoke one of your other tokens (to drop this CLI's own, use `arkor logout`).
+
+    Examples:
+
+      arkor tokens revoke tok_3f2a…
+    """
+    from arkor.cli._output import echo, style
+    from arkor.errors import UsageError
+
+    with _signed_in_client() as (url, client):
+        current = next((t.id for t in client.list_tokens().tokens if t.current), None)
+        if token_id == current:
+            raise UsageError(
+                f"{token_id} is the token this CLI signs in to {url} with. Use `arkor logout` "
+                "to drop it (it checks first that no project would be stranded)."
+            )
+        client.revoke_token(token_id)
+    echo(f"{style('✓', 'green')} Revoked {token_id} on {url}.")
+    return 0
+
+
+@contextmanager
+def _signed_in_client() -> Iterator[tuple[str, CloudApiClient]]:
+    """A client of this folder's plane carrying your token there; not signed in is an error."""
+    from arkor.cloud import CloudApiClient, find_credentials
+    from arkor.errors import ArkorError
+    from arkor.sdk import connect
+
+    target = connect(cwd=Path.cwd())
+    try:
+        with CloudApiClient(target.url) as anonymous:
+            plane_id = anonymous.cli_config().plane_id
+        credentials = find_credentials(target.identity, plane_id, via=target.via)
+        if credentials is None:
+            raise ArkorError(f"Not signed in to {target.identity}. Run `arkor login` first.")
+        with CloudApiClient(target.url, credentials.bearer_token) as client:
+            yield target.identity, client
+    finally:
+        target.close()

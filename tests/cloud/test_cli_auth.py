@@ -160,6 +160,6 @@ def test_deprecation_notice_printed_once_at_the_end(
     assert fresh.stderr == ""
 
 
-@pytest.mark.parametrize("command", ["login", "logout", "whoami"])
+@pytest.mark.parametrize("command", ["login", "logout", "whoami", "tokens"])
 def test_help_imports_nothing_heavy(project: Path, command: str) -> None:
     assert heavy_modules_after([command, "--help"], project) == []

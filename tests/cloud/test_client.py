@@ -71,7 +71,9 @@ def test_auth_config_anonymous_token_and_me(plane: RunningPlane) -> None:
         minted = client.anonymous_token()
     assert config.anonymous is True
     assert config.oauth is None
+    assert config.plane_id is not None and config.plane_id.startswith("plane_")
     assert minted.kind == "cli"
+    assert minted.token_id is not None and minted.token_id.startswith("tok_")
     with CloudApiClient(plane.url, minted.token) as client:
         me = client.me()
     assert me.user.anonymous_id == minted.anonymous_id
@@ -102,6 +104,25 @@ def test_headers_sent_on_every_request(plane: RunningPlane) -> None:
         f"Bearer {token}",
         None,
     ]
+
+
+def test_tokens_list_and_revoke(plane: RunningPlane, client: CloudApiClient) -> None:
+    [only] = client.list_tokens().tokens
+    assert only.current is True and only.id.startswith("tok_")
+    with CloudApiClient(plane.url) as anonymous:
+        stranger = anonymous.anonymous_token().token
+    with CloudApiClient(plane.url, stranger) as other, pytest.raises(NotFoundError):
+        other.revoke_token(only.id)  # another identity's token is not found, not revoked
+    client.revoke_token(only.id)
+    with pytest.raises(AuthError):
+        client.me()
+
+
+def test_a_wrong_home_key_is_refused(plane: RunningPlane) -> None:
+    with CloudApiClient(plane.url) as client, pytest.raises(AuthError) as raised:
+        client.anonymous_token(home_key="not-the-key")
+    assert raised.value.status == 403
+    assert "home key does not match" in raised.value.message
 
 
 def test_a_token_the_plane_does_not_know_is_an_auth_error(plane: RunningPlane) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from arkor.cloud import (
     AnonymousCredentials,
+    AuthError,
     CloudApiClient,
     HuggingfaceDatasetSource,
     JobConfig,
@@ -269,7 +270,13 @@ def test_remote_logout_of_an_identity_with_projects_asks_first(
         done = cli("logout", "--yes")
         assert done.exit_code == 0, done.stderr
         assert f"Signed out of {remote.url}" in done.stdout
+        assert "its token revoked on the plane" in done.stdout
         assert not credentials_path().exists()
+        with (  # a copy of the forgotten token is no use either
+            CloudApiClient(remote.url, signed_in.bearer_token) as client,
+            pytest.raises(AuthError),
+        ):
+            client.me()
 
 
 def test_remote_logout_without_projects_needs_no_confirmation(
@@ -297,3 +304,34 @@ def test_whoami_lists_nothing_for_a_plane_that_is_not_signed_in(
         monkeypatch.setenv("ARKOR_CLOUD_API_URL", remote.url)
         result = cli("whoami", "--json")
     assert json.loads(result.stdout) == {"url": remote.url, "signedIn": False}
+
+
+def test_tokens_are_listed_and_revoked_from_the_cli(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_plane(home(), worker_command=FAKE_WORKER) as own:
+        monkeypatch.setenv("ARKOR_CLOUD_API_URL", own.url)
+        assert cli("login").exit_code == 0
+        older = read_credentials()
+        assert cli("login").exit_code == 0  # this home's plane: the same identity, a new token
+        listed = cli("tokens", "list", "--json")
+        assert listed.exit_code == 0, listed.stderr
+        tokens = json.loads(listed.stdout)["tokens"]
+        assert [t["current"] for t in tokens] == [False, True]
+        assert cli("tokens", "list").stdout.splitlines()[1].startswith(f"* {tokens[1]['id']}")
+
+        own_token = cli("tokens", "revoke", tokens[1]["id"])
+        assert own_token.exit_code == 2
+        assert "arkor logout" in own_token.stderr
+
+        revoked = cli("tokens", "revoke", tokens[0]["id"])
+        assert revoked.exit_code == 0, revoked.stderr
+        assert older is not None
+        with CloudApiClient(own.url, older.bearer_token) as client, pytest.raises(AuthError):
+            client.me()
+        assert [t["id"] for t in json.loads(cli("tokens", "list", "--json").stdout)["tokens"]] == [
+            tokens[1]["id"]
+        ]
+        unknown = cli("tokens", "revoke", "tok_nothing")
+        assert unknown.exit_code == 1
+        assert "not found" in unknown.stderr

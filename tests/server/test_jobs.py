@@ -93,7 +93,6 @@ def test_max_jobs_queues_the_rest_and_cancel_frees_the_slot(caller: Caller) -> N
     first = create(caller, "until-cancel")
     second = create(caller, "until-cancel")
     wait_for_status(caller, first["id"], {"running"})
-    time.sleep(0.3)
     assert wait_for_status(caller, second["id"], {"queued"}, timeout=0)["status"] == "queued"
 
     third = create(caller, "until-cancel")
@@ -102,9 +101,10 @@ def test_max_jobs_queues_the_rest_and_cancel_frees_the_slot(caller: Caller) -> N
     assert event_types(caller, third["id"]) == ["training.cancelled"]
 
     assert cancel(caller, first["id"]) == 202
-    wait_for_status(caller, first["id"], {"cancelled"})
+    ended = wait_for_status(caller, first["id"], {"cancelled"})
     assert event_types(caller, first["id"]) == ["training.started", "training.cancelled"]
-    wait_for_status(caller, second["id"], {"running"})  # the slot went to the queued job
+    started = wait_for_status(caller, second["id"], {"running"})  # the slot went to the queued job
+    assert started["startedAt"] >= ended["completedAt"], "it stayed queued while the first ran"
 
     assert cancel(caller, second["id"]) == 202
     wait_for_status(caller, second["id"], {"cancelled"})

@@ -55,6 +55,32 @@ def finished_jobs(plane_home: Path, names: list[str]) -> tuple[Caller, list[dict
     return caller, jobs
 
 
+def wait_for_lease_checks(home: Path, count: int, timeout: float = 30) -> None:
+    """Wait until the running plane has beaten ``count`` more times (each beat checks for orphans).
+
+    The dead and live planes this module inserts by hand never beat.
+    """
+    db = Database(home / "local" / "arkor.db")
+
+    def beat() -> float:
+        with db.transaction() as connection:
+            row = connection.execute(
+                "SELECT MAX(heartbeat_at) FROM planes WHERE id NOT IN ('plane_dead', 'plane_live')"
+            ).fetchone()
+        return float(row[0])
+
+    deadline = time.monotonic() + timeout
+    try:
+        seen = [beat()]
+        while len(seen) <= count:
+            assert time.monotonic() < deadline, f"the plane beat {len(seen) - 1} time(s)"
+            time.sleep(0.05)
+            if (now := beat()) != seen[-1]:
+                seen.append(now)
+    finally:
+        db.close()
+
+
 def started_metadata(caller: Caller, job_id: str) -> list[dict[str, Any]]:
     events = caller.http.get(f"/v1/jobs/{job_id}", params=caller.scope).json()["events"]
     return [event.get("metadata") for event in events if event["type"] == "training.started"]
@@ -105,6 +131,6 @@ def test_orphans_resume_from_a_checkpoint_or_end_with_the_reason(plane_home: Pat
 
         wait_for_status(caller, cancelling["id"], {"cancelled"}, timeout=0)
 
-        time.sleep(1.5)  # past a lease period and a few scheduler ticks
+        wait_for_lease_checks(plane_home, 2)
         assert wait_for_status(caller, other["id"], {"running"}, timeout=0)
     caller.close()
