@@ -138,7 +138,9 @@ class CloudApiClient:
         """A client for the plane that issued ``credentials``, carrying their token.
 
         ``via`` reaches that same plane at another address (an embedded plane on an
-        ephemeral port); the token still only goes to the plane it belongs to.
+        ephemeral port). The address is trusted as given: credentials from
+        :func:`~arkor.cloud.ensure_credentials` were just matched to the plane id found
+        there, which is how a token is kept from any other plane.
         """
         return cls(via or plane_url(credentials), credentials.bearer_token, http=http)
 
