@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -335,3 +340,42 @@ def test_tokens_are_listed_and_revoked_from_the_cli(
         unknown = cli("tokens", "revoke", "tok_nothing")
         assert unknown.exit_code == 1
         assert "not found" in unknown.stderr
+
+
+def test_on_a_terminal_logout_asks_and_no_keeps_the_identity(
+    project: Path, cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prompt itself, through a pseudo-terminal: answering no changes nothing, exit 1."""
+    with running_plane(tmp_path / "remote-home", worker_command=FAKE_WORKER) as remote:
+        monkeypatch.setenv("ARKOR_CLOUD_API_URL", remote.url)
+        assert listed_jobs(cli) == []
+        signed_in = read_credentials()
+        env = {key: value for key, value in os.environ.items() if key != "CI"}
+        primary, secondary = pty.openpty()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "arkor", "logout"],
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+            cwd=project,
+            env=env,
+        )
+        os.close(secondary)
+        output = b""
+        deadline = time.monotonic() + 60
+        while b"Go ahead?" not in output and time.monotonic() < deadline:
+            if select.select([primary], [], [], 0.5)[0]:
+                output += os.read(primary, 4096)
+        os.write(primary, b"n\n")
+        code = process.wait(timeout=60)
+        while select.select([primary], [], [], 0.2)[0]:
+            try:
+                output += os.read(primary, 4096)
+            except OSError:
+                break
+        os.close(primary)
+    text = output.decode()
+    assert "reaches 1 project(s)" in text and "Go ahead? [y/N]" in text
+    assert code == 1
+    assert "Still signed in" in text
+    assert read_credentials() == signed_in
