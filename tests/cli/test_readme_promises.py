@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from arkor.sdk import run_trainer
 from arkor.server import RunningPlane
 from tests.server.conftest import FAKE_WORKER
 from tests.utils.cli import CliRunner
@@ -326,3 +327,59 @@ def test_the_pre_commit_hook_runs_validate_on_the_config_files(configs: Path) ->
     passing = hook_run([name for name in selected if name != "configs/arkor.toml"])
     assert passing.returncode == 0, passing.stderr
     assert "arkor.toml is valid" in passing.stdout
+
+
+# --- run_trainer ---------------------------------------------------------------------------
+
+
+def test_run_trainer_runs_a_manifest(
+    project: Path, cli: CliRunner, on_fake_plane: RunningPlane
+) -> None:
+    project_named(project, "events:2")
+    assert cli("build").exit_code == 0
+
+    result = run_trainer(project / ".arkor" / "build" / "manifest.json")
+
+    assert (result.status, result.job.name, result.metrics) == ("completed", "events:2", {"step": 2})
+
+
+def test_run_trainer_builds_and_runs_a_config_file(
+    project: Path, on_fake_plane: RunningPlane
+) -> None:
+    project_named(project, "events:3")
+    config = project / "arkor.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("max_steps = 10", "max_steps = 7"),
+        encoding="utf-8",
+    )
+
+    result = run_trainer(config)
+
+    assert (result.status, result.job.name, result.metrics) == ("completed", "events:3", {"step": 3})
+    assert result.job.config.max_steps == 7
+    built = json.loads((project / ".arkor" / "build" / "manifest.json").read_text())
+    assert built["job"]["config"]["maxSteps"] == 7
+
+
+def test_run_trainer_finds_the_trainer_export_of_a_module(
+    project: Path, on_fake_plane: RunningPlane
+) -> None:
+    minimal_project(project)
+    write(
+        project,
+        "entry.py",
+        """\
+        from arkor.sdk import create_trainer
+
+        trainer = create_trainer(
+            name="events:1",
+            model="HuggingFaceTB/SmolLM2-135M-Instruct",
+            dataset={"type": "file", "path": "data/train.jsonl"},
+            max_steps=1,
+        )
+        """,
+    )
+
+    result = run_trainer(project / "entry.py")
+
+    assert (result.status, result.job.name, result.metrics) == ("completed", "events:1", {"step": 1})
