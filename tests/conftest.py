@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.utils.cli import CliRunner
+from tests.utils.requires import need
 
 # No test may reach the HuggingFace Hub; set before any HF library reads these.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -54,7 +55,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Built once per session; needs the ``local`` extra (the tests that use it skip without).
     """
-    pytest.importorskip("torch", reason="needs the local extra: pip install 'arkor[local]'")
+    need("torch", "the tiny model needs the local extra")
     from tests.utils.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

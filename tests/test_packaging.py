@@ -1,4 +1,4 @@
-"""The wheel: it carries the schema and templates, and works installed outside the checkout.
+"""The wheel carries the schema and templates and works outside the checkout; the lock pins it all.
 
 Offline throughout: the wheel is built with hatchling from this checkout and installed
 with ``--no-index --no-deps``; the dependencies come from the interpreter running the tests.
@@ -7,16 +7,24 @@ with ``--no-index --no-deps``; the dependencies come from the interpreter runnin
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
+import re
 import site
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from tests.utils.requires import unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +48,7 @@ def _run(
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wheel built from this checkout with hatchling."""
     if importlib.util.find_spec("hatchling") is None:
-        pytest.skip("hatchling is not installed (`pip install hatchling`; .ci/run installs it)")
+        unavailable("hatchling is not installed: pip install -e '.[dev]' (scripts/test.sh does)")
     dist = tmp_path_factory.mktemp("dist")
     _run(
         [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(dist)], cwd=REPO_ROOT
@@ -139,3 +147,40 @@ def test_installed_wheel_inits_and_builds(wheel: Path, tmp_path: Path) -> None:
     manifest = json.loads((work / ".arkor" / "build" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["job"]["name"] == "wheel-project"
     assert manifest["dataset"]["rows"] > 0
+
+
+def _locked_pins() -> dict[str, tuple[Version, int]]:
+    """requirements/lock.txt as name → (pinned version, number of hashes)."""
+    pins: dict[str, tuple[Version, int]] = {}
+    name = ""
+    lock = (REPO_ROOT / "requirements" / "lock.txt").read_text(encoding="utf-8")
+    for line in lock.splitlines():
+        if match := re.match(r"([A-Za-z0-9._-]+)==(\S+)", line):
+            name = canonicalize_name(match[1])
+            pins[name] = (Version(match[2]), 0)
+        elif line.strip().startswith("--hash=sha256:"):
+            pins[name] = (pins[name][0], pins[name][1] + 1)
+    return pins
+
+
+def test_the_lock_pins_every_dependency_of_every_extra_within_its_range() -> None:
+    """A dependency added to pyproject.toml without `bash scripts/lock.sh` fails here."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = project["optional-dependencies"].values()
+    wanted = [*project["dependencies"], *itertools.chain(*extras)]
+    pins = _locked_pins()
+
+    for requirement in map(Requirement, wanted):
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in requirements/lock.txt: run bash scripts/lock.sh"
+        assert requirement.specifier.contains(pins[name][0], prereleases=True), requirement
+    assert all(hashes > 0 for _, hashes in pins.values()), "every pin carries its hashes"
+
+
+def test_the_lock_pins_torch_as_the_cpu_build_and_no_cuda_wheels() -> None:
+    pins = _locked_pins()
+    cpu = (REPO_ROOT / "requirements" / "torch-cpu.txt").read_text(encoding="utf-8")
+
+    assert pins["torch"][0].local == "cpu"
+    assert f"torch=={pins['torch'][0]}" in cpu.splitlines()
+    assert not [name for name in pins if name.startswith(("nvidia-", "triton"))]

@@ -426,7 +426,8 @@ class _Base:
         model = self.peft if self.peft is not None else self.model
         inputs = torch.tensor([prompt], device=self.device)
         # each forward appends this step's keys and values to the cache in place
-        kwargs = {self.cache_argument: DynamicCache(config=self.model.config), **self.forward_kwargs}
+        cache = DynamicCache(config=self.model.config)
+        kwargs = {self.cache_argument: cache, **self.forward_kwargs}
         for _ in range(budget):
             # grad mode is per thread and a stream may resume on another one: set it per step
             with torch.inference_mode():

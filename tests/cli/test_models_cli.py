@@ -11,10 +11,11 @@ import pytest
 
 from arkor._home import arkor_home
 from tests.utils.cli import CliRunner
+from tests.utils.requires import need
 from tests.utils.tiny_gguf import build_tiny_gguf
 from tests.utils.tiny_model import build_tiny_model
 
-pytest.importorskip("torch", reason="building the tiny model needs the local extra")
+need("torch", "building the tiny model needs the local extra")
 
 PROBE = """\
 import json

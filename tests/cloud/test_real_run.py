@@ -30,6 +30,7 @@ from arkor.cloud import (
 from arkor.server import RunningPlane
 from tests.utils.plane import running_plane, tiny_job, toy_dataset
 from tests.utils.proxy import TcpProxy
+from tests.utils.requires import need
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +39,7 @@ HELLO = [ChatMessage(role="user", content="say hello")]
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip(
-        "torch", reason="training needs the local extra: pip install 'arkor[local]'"
-    )
+    need("torch", "training needs the local extra")
     from tests.utils.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

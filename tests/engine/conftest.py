@@ -1,4 +1,4 @@
-"""The engine tests need the local extra; without it they skip with the install command."""
+"""The engine tests need the local extra: without it they skip, or fail under CI."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip(
-    "torch", reason="the engine tests need the local extra: pip install 'arkor[local]'"
-)
+from tests.utils.requires import need
+
+need("torch", "the engine tests need the local extra")
 
 
 @dataclass

