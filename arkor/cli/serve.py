@@ -64,7 +64,8 @@ def serve(
     """Run the Arkor control plane: the cloud API, training and inference on this machine.
 
     State (database, uploads, artifacts, logs) lives under $ARKOR_HOME/local
-    (default ~/.arkor/local). Ctrl-C stops it and its workers.
+    (default ~/.arkor/local). Ctrl-C or SIGTERM stops it; running jobs stop at the end of
+    a step and resume from their last checkpoint when a plane next starts on this home.
 
     Examples:
 

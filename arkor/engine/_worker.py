@@ -13,8 +13,11 @@ subprocess or as a task on another machine:
 
 Both answers carry ``cancelRequested``, which sets the engine's stop event. A plane that
 stays unreachable for ``--plane-lost-after`` seconds stops the run: nobody would see it;
-so does the death of the process that started the worker. A job the plane asks to resume
-(``resume`` in step 1) continues from the newest checkpoint in its artifacts.
+so does the death of the process that started the worker. SIGTERM (a plane stopping
+cleanly) suspends the run: the engine stops at the end of the step it is in, so no
+checkpoint is left half written, nothing more is reported, and the worker exits with
+:data:`SUSPENDED_EXIT` for the plane to put the job back in the queue. A job the plane
+asks to resume (``resume`` in step 1) continues from the newest checkpoint in its artifacts.
 Files go through an :class:`ArtifactStore`; the local one is a folder the plane reads.
 """
 
@@ -25,6 +28,7 @@ import hashlib
 import logging
 import os
 import random
+import signal
 import tempfile
 import threading
 import time
@@ -51,6 +55,8 @@ if TYPE_CHECKING:
 
 TOKEN_ENV = "ARKOR_JOB_TOKEN"
 HEARTBEAT_SECONDS = 1.0
+SUSPENDED_EXIT = 75
+"""The exit code of a worker stopped by SIGTERM without ending its job (EX_TEMPFAIL)."""
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 
 logger = logging.getLogger("arkor.worker")
@@ -122,6 +128,8 @@ class PlaneClient:
         self._seq_lock = threading.Lock()
         self.lost = False
         """Set once the plane has been unreachable too long; later calls fail at once."""
+        self.suspended = False
+        """Set on SIGTERM: the job will resume elsewhere, so nothing more is reported."""
 
     def close(self) -> None:
         self._http.close()
@@ -139,7 +147,9 @@ class PlaneClient:
                         f"The control plane could not give the dataset ({response.status_code}): "
                         f"{_error_of(response)}"
                     )
-                name = Path(source.path or response.headers.get("x-filename") or "dataset").name
+                name = Path(source.path or response.headers.get("x-filename") or "").name
+                if name in ("", ".", ".."):  # the plane refuses such names; older uploads have them
+                    name = "dataset"
                 target = folder / name
                 digest = hashlib.sha256()
                 with target.open("wb") as handle:
@@ -180,6 +190,8 @@ class PlaneClient:
     ) -> httpx.Response:
         if self.lost:
             raise PlaneUnavailable("The control plane has been unreachable too long.")
+        if self.suspended:
+            raise PlaneUnavailable("The worker was asked to stop (SIGTERM).")
         deadline = time.monotonic() + self.lost_after
         delay = 0.25
         while True:
@@ -198,7 +210,7 @@ class PlaneClient:
                         f"({response.status_code}): {_error_of(response)}"
                     )
                 problem = f"HTTP {response.status_code}"
-            if not retry or self.lost or time.monotonic() + delay > deadline:
+            if not retry or self.lost or self.suspended or time.monotonic() + delay > deadline:
                 raise PlaneUnavailable(
                     f"The control plane did not take {method} {path or '/'} ({problem})."
                 )
@@ -223,6 +235,8 @@ class PlaneSink:
         self.stop = stop
 
     def emit(self, event: JobEvent) -> None:
+        if self.plane.suspended:  # the run resumes from its newest checkpoint elsewhere
+            return
         artifacts = getattr(event, "artifacts", None)
         if artifacts:
             self.store.publish([artifact.path for artifact in artifacts])
@@ -277,14 +291,19 @@ class Heartbeat(threading.Thread):
         self.join()
 
 
-def run_job(plane: PlaneClient, store: ArtifactStore) -> TrainingOutcome | None:
-    """Run the plane's job to its end; None when it ended before training began."""
+def run_job(
+    plane: PlaneClient, store: ArtifactStore, stop: threading.Event | None = None
+) -> TrainingOutcome | None:
+    """Run the plane's job to its end; None when it ended before training began.
+
+    Setting ``stop`` ends the run at the end of a step.
+    """
     assignment = plane.job()
     job: TrainingJob = assignment.job
     if assignment.cancel_requested:
         plane.post_event(TrainingCancelled(job_id=job.id))
         return None
-    stop = threading.Event()
+    stop = stop or threading.Event()
     heartbeat = Heartbeat(plane, stop)
     heartbeat.start()
     try:
@@ -335,7 +354,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the job; exit 0 when it completed, 1 otherwise, 2 on a usage error."""
+    """Run the job; exit 0 when it completed, 1 otherwise, 2 on a usage error.
+
+    Exit :data:`SUSPENDED_EXIT` when SIGTERM stopped it before it ended.
+    """
     args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per event would drown the log
@@ -344,15 +366,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("No job token: the plane passes it in $%s.", TOKEN_ENV)
         return 2
     plane = PlaneClient(args.plane_url, args.job_id, token, lost_after=args.plane_lost_after)
+    stop = threading.Event()
+
+    def suspend(signum: int, frame: object) -> None:
+        plane.suspended = True
+        stop.set()
+
+    signal.signal(signal.SIGTERM, suspend)
     logger.info("Worker for job %s (plane %s), arkor %s.", args.job_id, args.plane_url, __version__)
     try:
-        outcome = run_job(plane, open_artifact_store(args.artifacts))
+        outcome = run_job(plane, open_artifact_store(args.artifacts), stop)
     except ArkorError as error:
+        if plane.suspended:
+            return _suspended(args.job_id)
         logger.error("%s", error)
         return 1
     finally:
         plane.close()
+    if plane.suspended:
+        return _suspended(args.job_id)
     if outcome is None:
         return 1
     logger.info("Job %s ended: %s at step %d.", args.job_id, outcome.status, outcome.step)
     return 0 if outcome.status == "completed" else 1
+
+
+def _suspended(job_id: str) -> int:
+    logger.info(
+        "Job %s stopped on SIGTERM; it resumes from its newest checkpoint when a plane runs it.",
+        job_id,
+    )
+    return SUSPENDED_EXIT

@@ -6,7 +6,9 @@ line), and report everything over HTTP. This plane only watches their exit: a wo
 that ends without a terminal event has its job failed with the reason. The plane's own
 heartbeat (table ``planes``) and the workers' heartbeats (``jobs.lease_at``) form the
 owner lease that lets a later plane recover jobs orphaned by one that died: back to the
-queue to resume from their last checkpoint, or failed when they have none.
+queue to resume from their last checkpoint, or failed when they have none. A plane that
+stops cleanly (SIGTERM, Ctrl-C, the end of an embedded run) puts its running jobs back in
+the queue itself, after their workers have stopped at the end of a step.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import contextlib
 import logging
 import os
 import secrets
+import signal
 import time
+from pathlib import Path
 
 from arkor._fs import open_private
 from arkor._home import PRIVATE_UMASK
@@ -27,10 +31,6 @@ from arkor.server._events import EventHub
 from arkor.server._settings import Settings
 
 logger = logging.getLogger("arkor.server")
-
-PLANE_STOPPED = (
-    "The control plane stopped while this job was running, so the run was lost; start it again."
-)
 
 
 def orphan_reason(job: store.JobRow, checkpointed: bool) -> str:
@@ -49,7 +49,52 @@ def orphan_reason(job: store.JobRow, checkpointed: bool) -> str:
 
 JOB_TOKEN_ENV = "ARKOR_JOB_TOKEN"
 """Where ``arkor.engine.worker`` reads its job token (never from its command line)."""
+WORKER_SUSPENDED_EXIT = 75
+"""How ``arkor.engine.worker`` exits when SIGTERM stopped it before its job ended."""
 _STOP_TIMEOUT = 10.0
+_TAIL_LINES = 20
+_TAIL_BYTES = 4096
+
+
+def crash_reason(*, code: int, log: Path, start: int) -> str:
+    """Why a job failed whose worker exited without reporting how the run ended.
+
+    The worker's last lines of output (from ``start`` in its log: a resumed job's log
+    holds earlier runs too) say why, the final one (a traceback's exception) first.
+    """
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(start, log.stat().st_size - _TAIL_BYTES))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        text = ""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()][-_TAIL_LINES:]
+    if code < 0:
+        try:
+            how = f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"was killed by signal {-code}"
+    else:
+        how = f"exited with code {code}"
+    if not lines:
+        return (
+            f"The worker process {how} before reporting how the run ended, without any "
+            f"output; its log is {log}."
+        )
+    output = "\n".join(f"  {line}" for line in lines)
+    return (
+        f"The worker process {how} before reporting how the run ended: {lines[-1].strip()}\n"
+        f"Its last output:\n{output}\nThe whole log: {log}"
+    )
+
+
+def resume_notice(count: int, home: Path) -> str:
+    """What a stopping plane says about the running jobs it put back in the queue."""
+    jobs = "1 running job" if count == 1 else f"{count} running jobs"
+    return (
+        f"{jobs} will resume from {'its' if count == 1 else 'their'} last checkpoint when a "
+        f"plane starts on this home ({home})."
+    )
 
 
 class Supervisor:
@@ -64,6 +109,7 @@ class Supervisor:
         self._workers: dict[str, asyncio.subprocess.Process] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._killed: set[str] = set()
+        self._released: set[str] = set()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -86,7 +132,13 @@ class Supervisor:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     async def stop(self) -> None:
-        """Stop scheduling, stop every worker, and fail their jobs with the reason."""
+        """Stop scheduling and every worker; their jobs go back to the queue, to resume.
+
+        Workers get SIGTERM, finish the step they are in (so no checkpoint is left half
+        written) and exit without ending their job; one still running after
+        ``_STOP_TIMEOUT`` is killed. The next plane on this home resumes each job from its
+        newest checkpoint, and the console says so.
+        """
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
@@ -103,6 +155,8 @@ class Supervisor:
         if self._watchers:
             await asyncio.wait(self._watchers)
         await in_thread(store.remove_plane, db=self.db, plane_id=self.plane_id)
+        if self._released:
+            logger.warning("%s", resume_notice(len(self._released), self.settings.home))
 
     async def _run(self) -> None:
         while True:
@@ -185,6 +239,7 @@ class Supervisor:
         ]
         try:
             with open_private(log_path, "ab") as log:
+                log_start = os.fstat(log.fileno()).st_size
                 process = await asyncio.create_subprocess_exec(
                     *command,
                     stdin=asyncio.subprocess.DEVNULL,
@@ -199,23 +254,35 @@ class Supervisor:
             return
         logger.info("Job %s started in worker process %d.", job_id, process.pid)
         self._workers[job_id] = process
-        watcher = asyncio.create_task(self._watch(job_id, process, log_path.name))
+        watcher = asyncio.create_task(self._watch(job_id, process, log_path, log_start))
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
 
-    async def _watch(self, job_id: str, process: asyncio.subprocess.Process, log: str) -> None:
+    async def _watch(
+        self, job_id: str, process: asyncio.subprocess.Process, log: Path, log_start: int
+    ) -> None:
         code = await process.wait()
         self._workers.pop(job_id, None)
         self._killed.discard(job_id)
-        if self._stopping:
-            reason = PLANE_STOPPED
+        logger.info("Job %s: worker process %d exited with code %d.", job_id, process.pid, code)
+        if self._stopping or code == WORKER_SUSPENDED_EXIT:
+            await self._release(job_id)
         else:
-            reason = (
-                f"The worker process exited with code {code} before reporting how the run "
-                f"ended; its output is in {self.settings.logs_dir / log}."
-            )
-        await self._end(job_id, reason)
+            reason = await in_thread(crash_reason, code=code, log=log, start=log_start)
+            await self._end(job_id, reason)
         self.wake()
+
+    async def _release(self, job_id: str) -> None:
+        """Put a job whose worker stopped before it ended back in the queue, to resume."""
+        job = await in_thread(store.get_job, db=self.db, job_id=job_id)
+        if job is None or job.terminal:
+            return
+        if job.cancel_requested:  # it was asked to stop anyway
+            await in_thread(store.cancel_unfinished, db=self.db, job_id=job_id)
+            self.hub.notify(job_id)
+        elif await in_thread(store.release_job, db=self.db, job_id=job_id, owner=self.plane_id):
+            self._released.add(job_id)
+            logger.info("Job %s is back in the queue, to resume from its last checkpoint.", job_id)
 
     async def _end(self, job_id: str, reason: str) -> None:
         """Give a job whose worker is gone its terminal event, unless it already has one."""

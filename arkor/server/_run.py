@@ -6,7 +6,10 @@ URL (which its workers need) before it accepts the first request.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import logging
+import os
 import socket
 import threading
 import time
@@ -41,6 +44,44 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class WorkerChatter(logging.Filter):
+    """Moves the access lines of workers' routine calls to DEBUG.
+
+    A running job's worker beats a heartbeat every second and posts every event; at INFO
+    those lines would bury the ones that tell what happened. A worker call that failed
+    stays at INFO.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            isinstance(args, tuple)
+            and len(args) >= 5
+            and str(args[2]).startswith("/v1/internal/")
+            and isinstance(args[4], int)
+            and args[4] < 400
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def log_config(*, debug: bool = False) -> dict[str, Any]:
+    """uvicorn's console logging plus the plane's own lines, with workers' chatter at DEBUG.
+
+    ``debug`` (``ARKOR_DEBUG=1``) shows the DEBUG lines too.
+    """
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["worker_chatter"] = {"()": WorkerChatter}
+    config["handlers"]["access"]["filters"] = ["worker_chatter"]
+    level = "DEBUG" if debug else "INFO"
+    config["loggers"]["arkor"] = {"handlers": ["default"], "level": level, "propagate": False}
+    config["loggers"]["uvicorn.access"]["level"] = level
+    return config
+
+
 def _server(settings: Settings, **options: Any) -> Any:
     import uvicorn
 
@@ -67,8 +108,10 @@ def serve(settings: Settings, sock: socket.socket) -> None:
     """Serve until Ctrl-C or SIGTERM, then stop workers and close the database.
 
     Call :func:`prepare_database` first, so a database it can't use is said plainly.
+    Running jobs go back to the queue, to resume when a plane next starts on this home.
     """
-    _server(settings).run(sockets=[sock])
+    debug = os.environ.get("ARKOR_DEBUG", "").lower() in ("1", "true", "yes")
+    _server(settings, log_config=log_config(debug=debug)).run(sockets=[sock])
 
 
 @dataclass
@@ -81,7 +124,7 @@ class RunningPlane:
     _thread: threading.Thread
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop serving, stop its workers (their jobs fail with the reason), and wait."""
+        """Stop serving and its workers (their jobs go back to the queue, to resume), and wait."""
         self._server.should_exit = True
         self._thread.join(timeout)
 

@@ -609,6 +609,34 @@ def remove_plane(*, db: Database, plane_id: str) -> None:
         connection.execute("DELETE FROM planes WHERE id = ?", (plane_id,))
 
 
+def release_job(*, db: Database, job_id: str, owner: str) -> bool:
+    """Put a running job of ``owner`` whose worker has stopped back in the queue, to resume.
+
+    Its worker's token stops working, and the next worker numbers its events from 1
+    again. False when the job is not running under ``owner``.
+    """
+    with db.transaction() as connection:
+        cursor = connection.execute(
+            "UPDATE jobs SET status = 'queued', owner = NULL, lease_at = NULL, token_hash = NULL, "
+            "worker_seq = 0 WHERE id = ? AND status = 'running' AND owner = ?",
+            (job_id, owner),
+        )
+    return cursor.rowcount > 0
+
+
+def ran_before(*, db: Database, job_id: str) -> bool:
+    """Whether an earlier worker started the job (it was re-queued to resume)."""
+    row = (
+        db.connection()
+        .execute(
+            "SELECT 1 FROM events WHERE job_id = ? AND type = 'training.started' LIMIT 1",
+            (job_id,),
+        )
+        .fetchone()
+    )
+    return row is not None
+
+
 @dataclass(frozen=True)
 class Recovered:
     """What :func:`recover_orphans` did: jobs re-queued to resume, failed, or cancelled."""

@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.server.conftest import FAKE_WORKER
 from tests.utils.plane import Caller, running_plane, sign_up, upload, wait_for_status
 
@@ -34,6 +36,13 @@ def cancel(caller: Caller, job_id: str) -> int:
 def event_types(caller: Caller, job_id: str) -> list[str]:
     answer = caller.http.get(f"/v1/jobs/{job_id}", params=caller.scope).json()
     return [event["type"] for event in answer["events"]]
+
+
+def wait_for_events(caller: Caller, job_id: str, types: list[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while event_types(caller, job_id) != types:
+        assert time.monotonic() < deadline, event_types(caller, job_id)
+        time.sleep(0.05)
 
 
 def test_a_job_runs_to_completion_with_its_events(caller: Caller) -> None:
@@ -131,15 +140,23 @@ def test_a_worker_that_ignores_a_cancel_is_stopped(plane_home: Path) -> None:
         caller.close()
 
 
-def test_stopping_the_plane_fails_its_running_jobs(plane_home: Path) -> None:
+def test_stopping_the_plane_puts_its_running_jobs_back_in_the_queue(
+    plane_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with running_plane(plane_home, worker_command=FAKE_WORKER) as plane:
         caller = sign_up(plane.url)
         job = create(caller, "sleep")
-        wait_for_status(caller, job["id"], {"running"})
+        wait_for_events(caller, job["id"], ["training.started"])
+    assert "1 running job will resume from its last checkpoint" in caplog.text
     with running_plane(plane_home, worker_command=FAKE_WORKER) as plane:
         caller.http.base_url = plane.url
-        failed = wait_for_status(caller, job["id"], {"failed"}, timeout=0)
-        assert "control plane stopped" in failed["error"]
+        wait_for_events(caller, job["id"], ["training.started"] * 2)
+        answer = caller.http.get(f"/v1/jobs/{job['id']}", params=caller.scope).json()
+        assert answer["job"]["status"] == "running"
+        assert [event["metadata"] for event in answer["events"]] == [
+            {"resume": False},
+            {"resume": True},
+        ], "the second worker is told to resume"
         caller.close()
 
 

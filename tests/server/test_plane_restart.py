@@ -20,12 +20,12 @@ from tests.utils.plane import sign_up, tiny_job, toy_dataset, upload, wait_for_s
 pytestmark = pytest.mark.slow
 
 
-def start_serve(home: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_serve(home: Path, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
     """`arkor serve` on an ephemeral port, in its own process; returns it and its URL."""
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "arkor", "serve", "--port", "0"],
-            env={**os.environ, "ARKOR_HOME": str(home), "ARKOR_LEASE_TTL_SECONDS": "2"},
+            env={**os.environ, "ARKOR_HOME": str(home), "ARKOR_LEASE_TTL_SECONDS": "2", **env},
             stdout=output,
             stderr=subprocess.STDOUT,
         )

@@ -11,7 +11,6 @@ import hashlib
 import os
 import re
 import secrets
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
@@ -27,6 +26,22 @@ from arkor.server.deps import PlaneDep, ProjectDep
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"], responses=SCOPED_ERRORS)
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _file_name(value: str) -> str:
+    """The name to keep from ``X-Filename``: its last path part, when that is a usable name.
+
+    The worker names its copy of the dataset after it, so ``..`` or a control character
+    would break the run long after the upload; refuse it here, where the caller can fix it.
+    """
+    name = re.split(r"[/\\]", value)[-1]
+    if name in ("", ".", "..") or any(ord(char) < 0x20 or ord(char) == 0x7F for char in name):
+        raise ApiError(
+            400,
+            f"X-Filename {value!r} is not a file name the plane can keep: send the file's own "
+            "name, such as `train.jsonl` (not `.` or `..`, without control characters).",
+        )
+    return name
 
 
 def _wire(upload: UploadRow) -> UploadEnvelope:
@@ -67,6 +82,7 @@ async def create_upload(
     ``X-Filename`` (optional) keeps the file's name, whose extension tells the worker
     the dataset's format when the job config names no path.
     """
+    name = _file_name(filename) if filename else None
     digest = content_sha256.strip().lower()
     if not _SHA256.fullmatch(digest):
         raise ApiError(422, "X-Content-Sha256 must be the body's sha256 as 64 hex digits.")
@@ -94,7 +110,6 @@ async def create_upload(
             os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-    name = Path(filename).name if filename else None
     upload, created = await in_thread(
         store.create_upload, db=plane.db, project_id=project.id, sha256=digest, size=size, name=name
     )
