@@ -152,25 +152,8 @@ def test_logout_and_login_on_the_local_plane_keep_the_projects(
     assert read_state() == state
 
 
-def test_a_sign_in_from_before_plane_ids_is_kept_and_owns_the_home(
-    project: Path, cli: CliRunner
-) -> None:
-    """An old file keyed by URL: its identity carries on and survives logout and login."""
-    with running_plane(home(), worker_command=FAKE_WORKER) as old_plane:
-        legacy = ensure_credentials(old_plane.url)  # stands for a token an older arkor stored
-    assert isinstance(legacy, AnonymousCredentials)
-    credentials_path().write_text(
-        json.dumps(
-            {
-                "mode": "anon",
-                "token": legacy.token,
-                "anonymousId": legacy.anonymous_id,
-                "arkorCloudApiUrl": "http://127.0.0.1:8765",
-                "orgSlug": legacy.org_slug,
-            }
-        )
-    )
-    # an older plane had no owner yet: forget the one the sign-in above made
+def forget_the_owner() -> None:
+    """What a database from before home owners looks like: no owner recorded."""
     from arkor.server._db import Database
 
     db = Database(load_settings().database_path)
@@ -179,6 +162,50 @@ def test_a_sign_in_from_before_plane_ids_is_kept_and_owns_the_home(
             connection.execute("DELETE FROM meta WHERE key = 'owner_user_id'")
     finally:
         db.close()
+
+
+def write_legacy_file(credentials: AnonymousCredentials) -> None:
+    """The single record an arkor from before plane ids wrote for the local plane."""
+    credentials_path().write_text(
+        json.dumps(
+            {
+                "mode": "anon",
+                "token": credentials.token,
+                "anonymousId": credentials.anonymous_id,
+                "arkorCloudApiUrl": "http://127.0.0.1:8765",
+                "orgSlug": credentials.org_slug,
+            }
+        )
+    )
+
+
+def test_a_logout_straight_after_upgrading_keeps_the_identity(
+    project: Path, cli: CliRunner
+) -> None:
+    """The first command after the upgrade is logout: the old identity still comes back."""
+    with running_plane(home(), worker_command=FAKE_WORKER) as old_plane:
+        legacy = ensure_credentials(old_plane.url)
+    assert isinstance(legacy, AnonymousCredentials)
+    write_legacy_file(legacy)
+    forget_the_owner()
+    logout = cli("logout")
+    assert logout.exit_code == 0, logout.stderr
+    assert "stay yours" in logout.stdout
+    assert cli("login").exit_code == 0
+    again = read_credentials()
+    assert isinstance(again, AnonymousCredentials)
+    assert again.anonymous_id == legacy.anonymous_id
+
+
+def test_a_sign_in_from_before_plane_ids_is_kept_and_owns_the_home(
+    project: Path, cli: CliRunner
+) -> None:
+    """An old file keyed by URL: its identity carries on and survives logout and login."""
+    with running_plane(home(), worker_command=FAKE_WORKER) as old_plane:
+        legacy = ensure_credentials(old_plane.url)  # stands for a token an older arkor stored
+    assert isinstance(legacy, AnonymousCredentials)
+    write_legacy_file(legacy)
+    forget_the_owner()  # an older plane had none; the sign-in above made one
 
     whoami = cli("whoami", "--json")
     assert whoami.exit_code == 0, whoami.stderr
