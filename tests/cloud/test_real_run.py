@@ -28,6 +28,7 @@ from arkor.cloud import (
     request_anonymous_token,
 )
 from arkor.server import RunningPlane
+from tests.utils.engine_answer import greedy_answer
 from tests.utils.plane import running_plane, tiny_job, toy_dataset
 from tests.utils.proxy import TcpProxy
 from tests.utils.requires import need
@@ -35,6 +36,7 @@ from tests.utils.requires import need
 pytestmark = pytest.mark.slow
 
 HELLO = [ChatMessage(role="user", content="say hello")]
+HELLO_WIRE = [message.model_dump() for message in HELLO]
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +98,10 @@ def test_a_real_run_through_a_flaky_link(
         answer = client.chat(scope, request)
         completion = ChatCompletion.model_validate_json(answer.content)
         assert completion.model == f"{job.id}/final"
+        folder = engine_plane.settings.artifacts_dir / job.id / "adapter"
+        expected = greedy_answer(tiny_model, folder, HELLO_WIRE, 6)
+        assert expected != greedy_answer(tiny_model, None, HELLO_WIRE, 6), "training changed nothing"
+        assert completion.choices[0].message.content == expected
 
         streamed = request.model_copy(update={"stream": True})
         with client.stream_chat(scope, streamed) as response:

@@ -36,7 +36,9 @@ def on_log(ctx):
 
 
 def on_checkpoint(ctx):
-    response = ctx.infer(messages=[{"role": "user", "content": "say hello"}], max_tokens=4)
+    response = ctx.infer(
+        messages=[{"role": "user", "content": "say hello"}], max_tokens=6, temperature=0
+    )
     answer = response.json()["choices"][0]["message"]["content"] if response.status_code == 200 else None
     record("checkpoint", step=ctx.step, status=response.status_code, answer=answer)
 

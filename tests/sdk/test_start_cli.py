@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,16 @@ import pytest
 from arkor.cli.main import run
 from arkor.manifest import read_manifest
 from tests.sdk.conftest import build_args, recorded
+from tests.sdk.test_trainer import assert_checkpoint_answers
 from tests.utils.cli import CliRunner
 from tests.utils.plane import running_plane
+from tests.utils.process import OutputLines
 
 
 def test_start_trains_and_calls_the_callbacks_in_order(
-    trained_project: Path, cli: CliRunner
+    trained_project: Path, cli: CliRunner, tiny_model: Path
 ) -> None:
+    assert run(build_args(tiny_model, "trainer.learning_rate=5e-3")) == 0
     result = cli("start")
     assert result.exit_code == 0, result.stderr + result.stdout
     assert "embedded local plane" in result.stdout
@@ -31,7 +33,10 @@ def test_start_trains_and_calls_the_callbacks_in_order(
     assert [entry["step"] for entry in seen if entry["kind"] == "log"] == [2, 4, 6]
     checkpoints = [entry for entry in seen if entry["kind"] == "checkpoint"]
     assert [entry["step"] for entry in checkpoints] == [3, 6]
-    assert all(entry["status"] == 200 and isinstance(entry["answer"], str) for entry in checkpoints)
+    assert all(entry["status"] == 200 for entry in checkpoints)
+    assert_checkpoint_answers(
+        tiny_model, seen[0]["job"], {entry["step"]: entry["answer"] for entry in checkpoints}
+    )
     assert seen[-1]["metrics"]["step"] == 6
     adapter_line = next(
         line for line in result.stdout.splitlines() if line.strip().startswith("adapter")
@@ -172,13 +177,14 @@ def test_ctrl_c_on_the_embedded_plane_cancels_the_job(
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert process.stdout is not None
-    deadline = time.monotonic() + 120
-    for line in process.stdout:
-        if line.startswith("step ") or time.monotonic() > deadline:
-            break
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    assert process.stdout is not None and process.stderr is not None
+    output, errors = OutputLines(process.stdout), OutputLines(process.stderr)
+    try:
+        output.wait_for(lambda line: line.startswith("step "), timeout=120)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+    stderr = errors.rest(timeout=30)
     assert process.returncode == 130, stderr
     assert "cancelled job" in stderr
     assert "Traceback" not in stderr
