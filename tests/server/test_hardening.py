@@ -225,3 +225,27 @@ def test_sqlite_handles_stay_bounded_as_threads_are_recycled(
     # a live thread pool of up to 40 threads, plus the idle pool; never one per finished thread
     assert max(counts) <= 2 * (40 + _IDLE_CONNECTIONS + 4), counts
     assert counts[-1] <= counts[0] + 2 * _IDLE_CONNECTIONS, counts
+
+
+def test_every_operation_documents_its_errors_with_their_bodies(caller: Caller) -> None:
+    document = httpx.get(f"{caller.url}/openapi.json").json()
+    bodies = {
+        "400": "ErrorBody",
+        "405": "ErrorBody",
+        "413": "ErrorBody",
+        "422": "InvalidRequest",
+        "426": "UpgradeRequired",
+        "500": "InternalError",
+    }
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            documented = {
+                status: responses[status]["content"]["application/json"]["schema"]["$ref"]
+                for status in bodies
+            }
+            expected = {status: f"#/components/schemas/{name}" for status, name in bodies.items()}
+            assert documented == expected, f"{method.upper()} {path}"
+            if "orgSlug" in {parameter["name"] for parameter in operation.get("parameters", [])}:
+                assert {"401", "404"} <= set(responses), f"{method.upper()} {path}"
+    assert "409" in document["paths"]["/v1/jobs/{job_id}/cancel"]["post"]["responses"]

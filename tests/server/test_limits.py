@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 from collections.abc import Iterator
 from hashlib import sha256
 from pathlib import Path
@@ -47,6 +49,25 @@ def test_a_json_body_over_the_default_mib_is_413_naming_the_limit(caller: Caller
     assert "1 MiB, 1048576 bytes" in answer.json()["error"]
     assert "ARKOR_MAX_BODY_BYTES" in answer.json()["error"]
     assert job_count(caller) == 0
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_the_body_is_sent(
+    caller: Caller,
+) -> None:
+    """The plane answers on the headers alone; a client need not send 10 MB to learn."""
+    host, port = caller.url.removeprefix("http://").split(":")
+    head = (
+        f"POST /v1/jobs?orgSlug={caller.org_slug}&projectSlug=demo HTTP/1.1\r\n"
+        f"Host: {host}\r\nAuthorization: Bearer {caller.token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(head.encode())
+        answer = http.client.HTTPResponse(connection)
+        answer.begin()
+        body = json.loads(answer.read())
+    assert answer.status == 413
+    assert "1 MiB, 1048576 bytes" in body["error"]
 
 
 def test_a_streamed_body_is_cut_off_at_the_configured_limit(small_caller: Caller) -> None:
@@ -99,7 +120,7 @@ def test_jobs_are_listed_a_page_at_a_time_newest_first(small_caller: Caller) -> 
     seen: list[str] = []
     cursors: list[str | None] = []
     params: dict[str, Any] = {**small_caller.scope, "limit": 3}
-    while True:
+    for _ in range(4):  # three pages; a fourth request would be one too many
         page = small_caller.http.get("/v1/jobs", params=params).json()
         seen += [job["id"] for job in page["jobs"]]
         cursors.append(page.get("nextCursor"))

@@ -32,10 +32,9 @@ def _visible(relative: PurePosixPath) -> bool:
 def _files(root: Path) -> list[Path]:
     """The regular files under ``root``, sorted; links to files or folders are skipped."""
     found: list[Path] = []
-    for folder, folders, names in os.walk(root):  # os.walk doesn't descend into linked folders
+    for folder, _, names in os.walk(root):  # os.walk doesn't descend into linked folders
         base = Path(folder)
         found += (base / name for name in names if not (base / name).is_symlink())
-        folders[:] = [name for name in folders if not (base / name).is_symlink()]
     return sorted(path for path in found if path.is_file())
 
 
