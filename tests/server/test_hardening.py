@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import stat
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -249,3 +251,33 @@ def test_every_operation_documents_its_errors_with_their_bodies(caller: Caller) 
             if "orgSlug" in {parameter["name"] for parameter in operation.get("parameters", [])}:
                 assert {"401", "404"} <= set(responses), f"{method.upper()} {path}"
     assert "409" in document["paths"]["/v1/jobs/{job_id}/cancel"]["post"]["responses"]
+
+
+def test_serve_answers_to_the_names_given_with_allowed_host(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "arkor", "serve", "--host", "0.0.0.0", "--allow-remote"]
+    command += ["--port", "0", "--allowed-host", "Arkor.Test"]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "ARKOR_HOME": str(tmp_path / "home")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = next(line for line in process.stdout if line.startswith("Arkor control plane"))
+        url = banner.split()[-1]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                named = httpx.get(f"{url}/v1/auth/cli/config", headers={"Host": "arkor.test:80"})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "arkor serve did not start"
+                time.sleep(0.05)
+        other = httpx.get(f"{url}/v1/auth/cli/config", headers={"Host": "evil.test"})
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert named.status_code == 200
+    assert other.status_code == 400 and "arkor.test" in other.json()["error"]
