@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
 
-from arkor.server._events import FEED_FRAMES, Feed
+from arkor.server import _store as store
+from arkor.server._events import FEED_FRAMES, Feed, FrameBatch
 from tests.server.test_jobs import create
 from tests.utils.plane import Caller, wait_for_status
 
@@ -68,6 +70,29 @@ def test_every_watcher_gets_every_event_once_in_order(caller: Caller, watchers: 
         assert seen == expected
     stored = caller.http.get(f"/v1/jobs/{job['id']}", params=caller.scope).json()["events"]
     assert [event.get("step", 0) for event in stored] == [step for _, step in expected]
+
+
+def test_live_watchers_do_not_read_the_database_per_event(
+    caller: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each watcher reads the database to catch up, and on a quiet poll; never per event."""
+    reads = 0
+    frames_after = store.frames_after
+
+    def counted(**kwargs: Any) -> FrameBatch | None:
+        nonlocal reads
+        reads += 1
+        return frames_after(**kwargs)
+
+    monkeypatch.setattr(store, "frames_after", counted)
+    watchers = 20
+    create(caller, "until-cancel")
+    job = create(caller, f"events:{EVENTS}")
+    streams = asyncio.run(follow_all(caller, job["id"], watchers))
+    assert all(len(seen) == EVENTS + 2 for seen in streams)
+    # catching up and quiet polls (while the first job holds the queue) take a few each;
+    # a read per event and watcher, even gathered, would take thousands
+    assert reads < watchers * EVENTS // 10, f"{reads} reads: {EVENTS} events, {watchers} watchers"
 
 
 def frame(event_id: int) -> str:
