@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from arkor._home import arkor_home
 from arkor.cli.main import run
 from arkor.manifest import read_manifest
 from tests.sdk.conftest import build_args, recorded
@@ -35,7 +36,9 @@ def test_start_trains_and_calls_the_callbacks_in_order(
     assert [entry["step"] for entry in checkpoints] == [3, 6]
     assert all(entry["status"] == 200 for entry in checkpoints)
     assert_checkpoint_answers(
-        tiny_model, seen[0]["job"], {entry["step"]: entry["answer"] for entry in checkpoints}
+        tiny_model,
+        arkor_home() / "local" / "artifacts" / seen[0]["job"] / "checkpoints",
+        {entry["step"]: entry["answer"] for entry in checkpoints},
     )
     assert seen[-1]["metrics"]["step"] == 6
     adapter_line = next(

@@ -1,9 +1,10 @@
-"""The Python SDK against a real embedded plane: create_trainer, start/wait/cancel, callbacks."""
+"""The Python SDK against a real plane: create_trainer, start/wait/cancel, callbacks."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from arkor.sdk import (
     is_arkor,
     run_trainer,
 )
+from arkor.server import RunningPlane
 from tests.utils.engine_answer import greedy_answer
+from tests.utils.plane import running_plane
 
 ROWS = [
     {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
@@ -44,10 +47,24 @@ def data(project: Path) -> Path:
     return path
 
 
-def assert_checkpoint_answers(tiny_model: Path, job_id: str, answers: dict[int, str]) -> None:
-    """Each checkpoint answered as the engine does with that checkpoint, not as the base does."""
+@pytest.fixture(scope="module")
+def engine_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlane]:
+    """One plane for the module, named explicitly, so nothing here depends on port 8765."""
+    with running_plane(tmp_path_factory.mktemp("plane") / "home") as plane:
+        yield plane
+
+
+@pytest.fixture(autouse=True)
+def on_engine_plane(engine_plane: RunningPlane, monkeypatch: pytest.MonkeyPatch) -> RunningPlane:
+    monkeypatch.setenv("ARKOR_CLOUD_API_URL", engine_plane.url)
+    return engine_plane
+
+
+def assert_checkpoint_answers(
+    tiny_model: Path, checkpoints: Path, answers: dict[int, str]
+) -> None:
+    """Each checkpoint in ``checkpoints`` answered as the engine does with it, not as the base does."""
     base = greedy_answer(tiny_model, None, HELLO, ANSWER_TOKENS)
-    checkpoints = arkor_home() / "local" / "artifacts" / job_id / "checkpoints"
     for step, answer in answers.items():
         expected = greedy_answer(tiny_model, checkpoints / f"checkpoint-{step}", HELLO, ANSWER_TOKENS)
         assert expected != base, f"checkpoint {step} answers as the base does"
@@ -68,7 +85,9 @@ def settings(tiny_model: Path, **overrides: Any) -> dict[str, Any]:
     }
 
 
-def test_callbacks_see_every_event_once_in_order(tiny_model: Path, data: Path) -> None:
+def test_callbacks_see_every_event_once_in_order(
+    tiny_model: Path, data: Path, engine_plane: RunningPlane
+) -> None:
     seen: list[tuple[str, int | None]] = []
     answers: dict[int, str] = {}
 
@@ -110,7 +129,9 @@ def test_callbacks_see_every_event_once_in_order(tiny_model: Path, data: Path) -
         ("checkpoint", 4),
         ("completed", 4),
     ]
-    assert_checkpoint_answers(tiny_model, result.job.id, answers)
+    assert_checkpoint_answers(
+        tiny_model, engine_plane.settings.artifacts_dir / result.job.id / "checkpoints", answers
+    )
 
 
 def test_cancel_ends_the_job_cancelled_and_calls_neither_final_callback(
