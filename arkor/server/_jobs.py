@@ -64,11 +64,13 @@ def crash_reason(*, code: int, log: Path, start: int) -> str:
     """
     try:
         with log.open("rb") as handle:
-            handle.seek(max(start, log.stat().st_size - _TAIL_BYTES))
+            offset = max(start, log.stat().st_size - _TAIL_BYTES)
+            handle.seek(offset)
             text = handle.read().decode("utf-8", errors="replace")
     except OSError:
-        text = ""
-    lines = [line.rstrip() for line in text.splitlines() if line.strip()][-_TAIL_LINES:]
+        offset, text = start, ""
+    lines = text.splitlines()[1 if offset > start else 0 :]  # not from the middle of a line
+    lines = [line.rstrip() for line in lines if line.strip()][-_TAIL_LINES:]
     if code < 0:
         try:
             how = f"was killed by {signal.Signals(-code).name}"

@@ -76,6 +76,7 @@ def test_a_crashed_workers_last_output_becomes_the_jobs_error(plane_home: Path) 
     assert str(plane.settings.logs_dir / f"{job['id']}.log") in error
 
 
+@pytest.mark.slow
 def test_an_older_upload_named_dotdot_fails_with_a_reason_not_a_crash(
     plane_home: Path, tiny_model: Path
 ) -> None:
