@@ -28,12 +28,12 @@ from arkor.server.deps import JobDep, PlaneDep
 router = APIRouter(prefix="/v1/jobs", tags=["events"], responses=SCOPED_ERRORS)
 
 _BATCH = 2000
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _GATHER_PER_FOLLOWER = 0.002
 _GATHER_MAX = 0.2
 """After a live write, a follower of a job many follow waits this long (per follower, at
 most ``_GATHER_MAX`` seconds) before the next, so fan-out costs writes per interval, not
 per event, and the writer's requests are not queued behind them."""
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @router.get("/{job_id}/events/stream", response_class=StreamingResponse)
