@@ -25,22 +25,32 @@ DEPTH_HINT = (
 
 
 def toml_nesting_overflow(text: str, start_depth: int = 1) -> int | None:
-    """The offset of the first ``[`` or ``{`` in TOML ``text`` that nests deeper than allowed.
+    """The offset of the first ``[``, ``{`` or key ``.`` in TOML ``text`` that nests too deep.
 
     A lexical scan (strings and comments skipped, nothing else parsed), run before
-    ``tomllib``, whose parser recurses once per level and would overflow the stack first.
+    ``tomllib``, whose parser recurses once per bracket and takes time quadratic in the
+    parts of a dotted key (``a.a.a…``); either would overflow the stack or stall first.
     """
     depth = start_depth
+    dots = 0  # in the key (or value) being read: a float has one, a key one per part
     pos = 0
     length = len(text)
     while pos < length:
         char = text[pos]
         if char in "[{":
             depth += 1
+            dots = 0
             if depth > MAX_DEPTH:
                 return pos
         elif char in "]}":
             depth = max(depth - 1, start_depth)
+            dots = 0
+        elif char in "=,\n":
+            dots = 0
+        elif char == ".":
+            dots += 1
+            if dots >= MAX_DEPTH:
+                return pos
         elif char == "#":
             end = text.find("\n", pos)
             pos = length if end < 0 else end

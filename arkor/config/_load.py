@@ -140,14 +140,8 @@ def load_raw(
     overrides = tuple(overrides)
     for override in overrides:
         _apply_override(override, data, origins, issues, references)
-    if not issues and (deep := too_deep(data)) is not None:
-        issues.append(
-            ConfigIssue(
-                f"tables and arrays nest too deeply here. {DEPTH_HINT}",
-                _locate(origins, deep),
-                deep,
-            )
-        )
+    if not issues and (deep := too_deep(data)) is not None:  # `--set a.b.c…` keys
+        issues.append(_too_deep_issue(origins, deep))
     if issues:
         raise ConfigError(issues)
     return RawConfig(data, origins, main, sources, overrides, cwd, references)
@@ -276,7 +270,16 @@ def _parse(path: Path, raw: bytes) -> tuple[dict[str, Any], dict[KeyPath, Origin
         data, spans = parse_yaml(text, display)
     origins = {key: Origin(display, path, *span) for key, span in spans.items()}
     origins.setdefault((), Origin(display, path, (1, 1), (1, 1)))
+    deep = too_deep(data)  # dotted keys nest without brackets; check before walking the data
+    if deep is not None:
+        raise ConfigError([_too_deep_issue(origins, deep)])
     return data, origins
+
+
+def _too_deep_issue(origins: Mapping[KeyPath, Origin], path: KeyPath) -> ConfigIssue:
+    return ConfigIssue(
+        f"tables and arrays nest too deeply here. {DEPTH_HINT}", _locate(origins, path), path
+    )
 
 
 def _without_comments(text: str) -> str:

@@ -11,11 +11,12 @@ sees the same examples every run and the module stays within a few seconds.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from arkor.config import CONFIG_FILENAMES, ConfigError
@@ -83,10 +84,36 @@ TOKENS = [
     b"[[trainer]]\n",
     b"callbacks:\n  on_log: x.y:z\n",
 ]
+VALUES = [
+    b"!!int x",
+    b"!!float x",
+    b"!!bool x",
+    b"!!timestamp x",
+    b"!!binary x",
+    b"!!set {a}",
+    b"!!omap [a]",
+    b"!foo x",
+    b"1" * 5000,
+    b'"\\ud800"',
+    b'"\\x00"',
+    b"&a x",
+    b"*a",
+    b"*nowhere",
+    b"[*a, *a]",
+    b"{<<: *a}",
+    b"2024-13-45",
+    b"0o17",
+    b".inf",
+    b"[1, [2, [3]]]",
+    b'"${env:ARKOR_UNSET}"',
+    b'"${env:ARKOR_UNSET:-7}"',
+    b'"${env:ARKOR_UNSET:-true}"',
+    b'"${env:ARKOR_UNSET:-[1]}"',
+]
 
 SETTINGS = settings(
-    max_examples=250,
     derandomize=True,
+    phases=[Phase.explicit, Phase.generate],  # no shrinking: a failing bomb would rerun for minutes
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -118,9 +145,13 @@ def fuzz_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @st.composite
 def mutation(draw: st.DrawFn, text: bytes) -> bytes:
-    """``text`` with one token inserted, a span deleted, or a line repeated."""
-    kind = draw(st.sampled_from(["insert", "insert", "replace", "delete", "repeat"]))
+    """``text`` with one token inserted (anywhere, or where a value starts), a span deleted, or
+    a line repeated."""
+    kind = draw(st.sampled_from(["insert", "value", "replace", "delete", "repeat"]))
     at = draw(st.integers(0, len(text)))
+    if kind == "value":
+        starts = [m.end() for m in re.finditer(rb"(: |= )", text)] or [at]
+        at = draw(st.sampled_from(starts))
     if kind == "delete":
         return text[:at] + text[at + draw(st.integers(1, 40)) :]
     if kind == "repeat":
@@ -141,8 +172,23 @@ def mutated_config(draw: st.DrawFn, configs: list[tuple[str, bytes]]) -> tuple[s
 
 
 @st.composite
+def odd_values(draw: st.DrawFn, configs: list[tuple[str, bytes]]) -> tuple[str, bytes]:
+    """A real config whose values are replaced by tags, anchors, aliases, odd numbers, references."""
+    name, text = draw(st.sampled_from(configs))
+    for _ in range(draw(st.integers(1, 3))):
+        values = [m for m in re.finditer(rb"(?m)(?<=: |= )[^\n#]+$", text)]
+        if not values:
+            break
+        match = draw(st.sampled_from(values))
+        text = text[: match.start()] + draw(st.sampled_from(VALUES)) + text[match.end() :]
+    return name, text
+
+
+@st.composite
 def deep_document(draw: st.DrawFn) -> tuple[str, bytes]:
-    depth = draw(st.integers(1, 700))
+    """Nesting around the limit, and far past it: hypothesis raises the recursion limit while
+    it runs a test, so only thousands of levels would overflow here."""
+    depth = draw(st.one_of(st.integers(1, 40), st.integers(2000, 3000)))
     shape = draw(
         st.sampled_from(["toml-array", "toml-table", "toml-dotted", "yaml-flow", "yaml-block"])
     )
@@ -154,8 +200,8 @@ def deep_document(draw: st.DrawFn) -> tuple[str, bytes]:
         text = "x" + ".x" * depth + " = 1"
     elif shape == "yaml-flow":
         text = "x: " + "[" * depth + "]" * draw(st.integers(0, depth))
-    else:
-        text = "".join("  " * level + f"k{level}:\n" for level in range(depth))
+    else:  # block nesting costs depth² bytes of indentation: 600 levels are 360 kB
+        text = "".join("  " * level + f"k{level}:\n" for level in range(min(depth, 600)))
     return ("arkor.toml" if shape.startswith("toml") else "arkor.yaml"), text.encode() + b"\n"
 
 
@@ -180,16 +226,18 @@ def with_control_byte(draw: st.DrawFn, configs: list[tuple[str, bytes]]) -> tupl
     return name, text[:at] + byte + text[at:]
 
 
-def documents(configs: list[tuple[str, bytes]]) -> st.SearchStrategy[tuple[str, bytes]]:
-    return st.one_of(
-        st.tuples(st.sampled_from(NAMES), st.binary(max_size=300)),
-        mutated_config(configs),
-        mutated_config(configs),
-        mutated_config(configs),
-        deep_document(),
-        alias_document(),
-        with_control_byte(configs),
-    )
+FAMILIES = {
+    "random-bytes": (
+        60,
+        lambda configs: st.tuples(st.sampled_from(NAMES), st.binary(max_size=300)),
+    ),
+    "mutated-configs": (200, mutated_config),
+    "odd-values": (100, odd_values),
+    "deep-nesting": (40, lambda configs: deep_document()),
+    "aliases": (40, lambda configs: alias_document()),
+    "control-bytes": (40, with_control_byte),
+}
+"""Each family of documents, with how many examples it gets."""
 
 
 def check_document(folder: Path, name: str, content: bytes) -> None:
@@ -222,13 +270,18 @@ def test_the_real_configs_are_valid(
         assert validate_project(cwd=fuzz_project, env={}).config.trainer.name == "fuzz"
 
 
-@SETTINGS
-@given(data=st.data())
+@pytest.mark.parametrize("family", list(FAMILIES))
 def test_any_document_is_valid_or_a_located_error(
-    data: st.DataObject, real_configs: list[tuple[str, bytes]], fuzz_project: Path
+    family: str, real_configs: list[tuple[str, bytes]], fuzz_project: Path
 ) -> None:
-    name, content = data.draw(documents(real_configs))
-    check_document(fuzz_project, name, content)
+    examples, strategy = FAMILIES[family]
+
+    @settings(SETTINGS, max_examples=examples)
+    @given(document=strategy(real_configs))
+    def check(document: tuple[str, bytes]) -> None:
+        check_document(fuzz_project, *document)
+
+    check()
 
 
 def test_cli_gives_exit_2_and_no_traceback(tmp_path: Path) -> None:
