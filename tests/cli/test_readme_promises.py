@@ -296,7 +296,9 @@ def test_validate_checks_each_file_given(configs: Path, cli: CliRunner) -> None:
     assert re.search(r"configs/arkor\.toml:4:\d+", mixed.stderr), mixed.stderr
     assert "max_steps" in mixed.stderr
 
-    report = json.loads(cli("validate", "arkor.toml", "configs/arkor.toml", "--format", "json").stdout)
+    report = json.loads(
+        cli("validate", "arkor.toml", "configs/arkor.toml", "--format", "json").stdout
+    )
     assert report["valid"] is False
     assert [Path(path).name for path in report["checked"]] == ["arkor.toml"]
     assert {error["file"].endswith("configs/arkor.toml") for error in report["errors"]} == {True}
@@ -305,7 +307,13 @@ def test_validate_checks_each_file_given(configs: Path, cli: CliRunner) -> None:
 def test_the_pre_commit_hook_runs_validate_on_the_config_files(configs: Path) -> None:
     (hook,) = yaml.safe_load((REPO_ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
     assert hook["id"] == "arkor-validate" and hook["language"] == "python"
-    staged = ["arkor.toml", "configs/arkor.toml", "pyproject.toml", "notes.toml", "data/train.jsonl"]
+    staged = [
+        "arkor.toml",
+        "configs/arkor.toml",
+        "pyproject.toml",
+        "notes.toml",
+        "data/train.jsonl",
+    ]
     selected = [name for name in staged if re.search(hook["files"], name)]
     assert selected == ["arkor.toml", "configs/arkor.toml", "pyproject.toml"]
     command, *entry_args = shlex.split(hook["entry"])
@@ -340,7 +348,11 @@ def test_run_trainer_runs_a_manifest(
 
     result = run_trainer(project / ".arkor" / "build" / "manifest.json")
 
-    assert (result.status, result.job.name, result.metrics) == ("completed", "events:2", {"step": 2})
+    assert (result.status, result.job.name, result.metrics) == (
+        "completed",
+        "events:2",
+        {"step": 2},
+    )
 
 
 def test_run_trainer_builds_and_runs_a_config_file(
@@ -355,7 +367,11 @@ def test_run_trainer_builds_and_runs_a_config_file(
 
     result = run_trainer(config)
 
-    assert (result.status, result.job.name, result.metrics) == ("completed", "events:3", {"step": 3})
+    assert (result.status, result.job.name, result.metrics) == (
+        "completed",
+        "events:3",
+        {"step": 3},
+    )
     assert result.job.config.max_steps == 7
     built = json.loads((project / ".arkor" / "build" / "manifest.json").read_text())
     assert built["job"]["config"]["maxSteps"] == 7
@@ -382,4 +398,8 @@ def test_run_trainer_finds_the_trainer_export_of_a_module(
 
     result = run_trainer(project / "entry.py")
 
-    assert (result.status, result.job.name, result.metrics) == ("completed", "events:1", {"step": 1})
+    assert (result.status, result.job.name, result.metrics) == (
+        "completed",
+        "events:1",
+        {"step": 1},
+    )

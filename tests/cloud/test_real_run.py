@@ -100,7 +100,9 @@ def test_a_real_run_through_a_flaky_link(
         assert completion.model == f"{job.id}/final"
         folder = engine_plane.settings.artifacts_dir / job.id / "adapter"
         expected = greedy_answer(tiny_model, folder, HELLO_WIRE, 6)
-        assert expected != greedy_answer(tiny_model, None, HELLO_WIRE, 6), "training changed nothing"
+        assert expected != greedy_answer(tiny_model, None, HELLO_WIRE, 6), (
+            "training changed nothing"
+        )
         assert completion.choices[0].message.content == expected
 
         streamed = request.model_copy(update={"stream": True})

@@ -58,7 +58,7 @@ def test_every_stdout_line_is_json_and_the_last_is_the_summary(
     lines = completed.stdout.splitlines()
     parsed = [json.loads(line) for line in lines]  # every line, or this raises
     *events, summary = parsed
-    assert [event["type"] for event in events][0] == "training.started"
+    assert events[0]["type"] == "training.started"
     assert events[-1]["type"] == "training.completed"
     assert [event["step"] for event in events if event["type"] == "training.log"] == [2, 4, 6]
     assert summary["status"] == "completed"

@@ -214,4 +214,6 @@ def test_the_template_callbacks_add_to_the_cli_output_rather_than_repeat_it(
     rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()]
     assert [row["step"] for row in rows] == [2, 4, 6]
     best = min(rows, key=lambda row: row["loss"])
-    assert f"best loss {best['loss']:.4f} at step {best['step']}; metrics in {metrics}" in lines, result.stdout[-600:]
+    assert f"best loss {best['loss']:.4f} at step {best['step']}; metrics in {metrics}" in lines, (
+        result.stdout[-600:]
+    )

@@ -60,13 +60,13 @@ def on_engine_plane(engine_plane: RunningPlane, monkeypatch: pytest.MonkeyPatch)
     return engine_plane
 
 
-def assert_checkpoint_answers(
-    tiny_model: Path, checkpoints: Path, answers: dict[int, str]
-) -> None:
+def assert_checkpoint_answers(tiny_model: Path, checkpoints: Path, answers: dict[int, str]) -> None:
     """Each checkpoint in ``checkpoints`` answered as the engine does with it, not as the base does."""
     base = greedy_answer(tiny_model, None, HELLO, ANSWER_TOKENS)
     for step, answer in answers.items():
-        expected = greedy_answer(tiny_model, checkpoints / f"checkpoint-{step}", HELLO, ANSWER_TOKENS)
+        expected = greedy_answer(
+            tiny_model, checkpoints / f"checkpoint-{step}", HELLO, ANSWER_TOKENS
+        )
         assert expected != base, f"checkpoint {step} answers as the base does"
         assert answer == expected, f"checkpoint {step}"
 

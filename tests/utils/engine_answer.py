@@ -11,7 +11,5 @@ def greedy_answer(
     """What :class:`arkor.engine.InferenceEngine` answers at temperature 0 (``adapter`` None: the base)."""
     from arkor.engine import GenerationRequest, InferenceEngine
 
-    request = GenerationRequest(
-        str(model), adapter, messages, temperature=0, max_tokens=max_tokens
-    )
+    request = GenerationRequest(str(model), adapter, messages, temperature=0, max_tokens=max_tokens)
     return InferenceEngine().complete(request).choices[0].message.content
