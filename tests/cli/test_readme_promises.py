@@ -29,7 +29,7 @@ from tests.server.conftest import FAKE_WORKER
 from tests.utils.cli import CliRunner
 from tests.utils.plane import running_plane
 from tests.utils.process import OutputLines
-from tests.utils.projects import MINIMAL_TOML, minimal_project, write
+from tests.utils.projects import MINIMAL_TOML, callbacks_project, minimal_project, write
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -219,6 +219,36 @@ def test_start_rebuild_runs_the_edited_config(
     manifest = json.loads((project / ".arkor" / "build" / "manifest.json").read_text())
     assert manifest["job"]["config"]["maxSteps"] == 12
     assert show(cli, job_id_in(result.stdout))["config"]["maxSteps"] == 12
+
+
+def test_callbacks_of_one_module_share_its_state(
+    project: Path, cli: CliRunner, on_fake_plane: RunningPlane
+) -> None:
+    callbacks = (
+        '\n[trainer.callbacks]\non_log = "demo_pkg.callbacks:on_log"\n'
+        'on_completed = "demo_pkg.callbacks:on_completed"\n'
+    )
+    project_named(project, "events:3", callbacks)
+    callbacks_project(
+        project,
+        """\
+        seen = []
+
+
+        def on_log(ctx):
+            seen.append(ctx.step)
+
+
+        def on_completed(ctx):
+            print(f"the same module saw steps {seen}")
+        """,
+    )
+    assert cli("build").exit_code == 0
+
+    result = cli("start")
+
+    assert result.exit_code == 0, result.stderr
+    assert "the same module saw steps [1, 2, 3]" in result.stdout
 
 
 # --- arkor schema --------------------------------------------------------------------------
