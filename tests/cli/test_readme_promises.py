@@ -221,6 +221,22 @@ def test_start_rebuild_runs_the_edited_config(
     assert show(cli, job_id_in(result.stdout))["config"]["maxSteps"] == 12
 
 
+def test_start_detach_json_prints_one_line(
+    project: Path, cli: CliRunner, on_fake_plane: RunningPlane
+) -> None:
+    project_named(project, "events:1")
+    assert cli("build").exit_code == 0
+
+    result = cli("start", "--detach", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    submitted = json.loads(line)
+    assert submitted["plane"] == on_fake_plane.url
+    assert submitted["job"]["name"] == "events:1"
+    assert f"Job {submitted['job']['id']} submitted" in result.stderr
+
+
 def test_callbacks_of_one_module_share_its_state(
     project: Path, cli: CliRunner, on_fake_plane: RunningPlane
 ) -> None:
