@@ -224,7 +224,9 @@ class TestLocations:
 
 
 class TestPyproject:
-    @pytest.mark.parametrize("text", ["tool = 5\n", "[tool]\narkor = 5\n"])
+    @pytest.mark.parametrize(
+        "text", ['tool = 5\n[project]\nname = "arkor-demo"\n', "[tool]\narkor = 5\n"]
+    )
     def test_tool_that_is_not_a_table_does_not_break_discovery(
         self, project: Path, text: str
     ) -> None:
