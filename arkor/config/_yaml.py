@@ -47,8 +47,9 @@ def parse_yaml(text: str, display: str) -> tuple[dict[str, Any], Spans]:
         return {}, {}
     builder = _Builder(display)
     data = builder.build(node, ())
-    if builder.issues:
-        raise ConfigError(builder.issues)
+    if builder.issues:  # an aliased value is built once per use: report its problems once
+        unique = {(str(issue.location), issue.message): issue for issue in builder.issues}
+        raise ConfigError(list(unique.values()))
     if not isinstance(data, dict):
         raise ConfigError(
             [

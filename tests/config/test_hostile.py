@@ -166,6 +166,10 @@ class TestAliasBombs:
         write(project, "arkor.yaml", "a: &x [1, *x]\n")
         assert only_issue().startswith("arkor.yaml:1:11: the alias `*x` sits inside the value")
 
+    def test_a_problem_in_an_aliased_value_is_reported_once(self, project: Path) -> None:
+        write(project, "arkor.yaml", "a: &x {k: !foo 1}\nb: *x\nc: {<<: *x}\n")
+        assert only_issue().startswith("arkor.yaml:1:11: the YAML tag `!foo` is not supported")
+
     def test_ordinary_aliases_and_merge_keys_work(self, project: Path) -> None:
         write(
             project,
