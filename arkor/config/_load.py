@@ -24,6 +24,7 @@ from arkor.config._yaml import parse_yaml
 
 CONFIG_FILENAMES = ("arkor.toml", "arkor.yaml", "arkor.yml")
 PYPROJECT = "pyproject.toml"
+_SUFFIXES = (".toml", ".yaml", ".yml")
 _PYPROJECT_PREFIX: KeyPath = ("tool", "arkor")
 
 _ENV_REFERENCE = re.compile(r"\$(\$)?\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -166,6 +167,13 @@ def _load_chain(
 ) -> tuple[dict[str, Any], dict[KeyPath, Origin]]:
     """Load ``path`` merged over the file it extends, recursively (at most MAX_EXTENDS deep)."""
     display = _display(path)
+    if path.suffix.lower() not in _SUFFIXES:
+        raise ConfigError(
+            message=(
+                f"{display}: config files must end in .toml, .yaml or .yml, so Arkor knows how "
+                "to read them."
+            )
+        )
     try:
         raw_bytes = path.read_bytes()
     except OSError as error:
@@ -212,7 +220,7 @@ def _extends_problem(path: Path, parent: Any, chain: tuple[Path, ...]) -> str | 
             f"`extends` chains more than {MAX_EXTENDS} files, the most Arkor follows. Fold some "
             "of the files in this chain together."
         )
-    if base_path.suffix.lower() not in (".toml", ".yaml", ".yml"):
+    if base_path.suffix.lower() not in _SUFFIXES:
         return (
             f"the extended file {_display(base_path)} is not a config: `extends` names a "
             ".toml, .yaml or .yml file."
@@ -244,14 +252,6 @@ def _parse(path: Path, raw: bytes) -> tuple[dict[str, Any], dict[KeyPath, Origin
                 )
             ]
         ) from None
-    suffix = path.suffix.lower()
-    if suffix not in (".toml", ".yaml", ".yml"):
-        raise ConfigError(
-            message=(
-                f"{display}: config files must end in .toml, .yaml or .yml, so Arkor knows how "
-                "to read them."
-            )
-        )
     if not _without_comments(text).strip():
         raise ConfigError(
             [
@@ -262,7 +262,7 @@ def _parse(path: Path, raw: bytes) -> tuple[dict[str, Any], dict[KeyPath, Origin
                 )
             ]
         )
-    if suffix == ".toml":
+    if path.suffix.lower() == ".toml":
         data, spans = _parse_toml(text, display)
         if path.name == PYPROJECT:
             data, spans = _tool_arkor(data, spans, display)
