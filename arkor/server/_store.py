@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from arkor.cloud import (
     TERMINAL_EVENT_TYPES,
     TERMINAL_JOB_STATUSES,
@@ -79,6 +81,19 @@ class UploadRow:
     name: str | None
 
 
+def _stored_config(text: str) -> JobConfig:
+    """A stored job's config. Settings an older plane stored that today's bounds refuse
+    (NaN, out of range, unknown keys) are left out, so such a job still lists."""
+    try:
+        return JobConfig.model_validate_json(text)
+    except ValidationError as error:
+        data = json.loads(text)  # Python's json reads the NaN an older plane wrote
+        for issue in error.errors():
+            if issue["loc"] and issue["loc"][0] not in ("model", "datasetSource"):
+                data.pop(issue["loc"][0], None)
+        return JobConfig.model_validate(data)
+
+
 @dataclass(frozen=True)
 class JobRow:
     id: str
@@ -108,7 +123,7 @@ class JobRow:
                 "projectId": self.project_id,
                 "name": self.name,
                 "status": self.status,
-                "config": JobConfig.model_validate_json(self.config),
+                "config": _stored_config(self.config),
                 "error": self.error,
                 "createdAt": self.created_at,
                 "startedAt": self.started_at,

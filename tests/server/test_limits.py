@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import sqlite3
 from collections.abc import Iterator
 from hashlib import sha256
 from pathlib import Path
@@ -254,3 +255,22 @@ def test_what_arkor_build_freezes_is_accepted(caller: Caller) -> None:
     assert {key: stored[key] for key in config if key != "datasetFormat"} == {
         key: value for key, value in config.items() if key != "datasetFormat"
     }
+
+
+def test_a_job_an_older_plane_stored_unchecked_still_lists(
+    small_plane: RunningPlane, small_caller: Caller
+) -> None:
+    """Upgrading over a database with ``maxSteps: -5`` or NaN in it must not break the list."""
+    job = small_caller.http.post(
+        "/v1/jobs", params=small_caller.scope, json={"name": "old", "config": HUB}
+    ).json()["job"]
+    stored = '{"model": "m", "datasetSource": {"type": "huggingface", "name": "org/data"}, '
+    stored += '"maxSteps": -5, "learningRate": NaN, "surprise": 1, "seed": 7}'
+    with sqlite3.connect(small_plane.settings.database_path) as connection:
+        connection.execute("UPDATE jobs SET config = ? WHERE id = ?", (stored, job["id"]))
+    connection.close()
+    listed = small_caller.http.get("/v1/jobs", params=small_caller.scope)
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["jobs"][0]["config"] == {**HUB, "seed": 7}
+    one = small_caller.http.get(f"/v1/jobs/{job['id']}", params=small_caller.scope)
+    assert one.status_code == 200 and one.json()["job"]["config"] == {**HUB, "seed": 7}
