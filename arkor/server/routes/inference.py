@@ -17,7 +17,7 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from arkor.cloud import ChatCompletion, InferenceRequest, JobConfig
+from arkor.cloud import ChatCompletion, InferenceRequest
 from arkor.engine import ADAPTER_DIRNAME, CHECKPOINTS_DIRNAME
 from arkor.server import _store as store
 from arkor.server._db import in_thread
@@ -115,7 +115,7 @@ def _resolve(
     else:
         folder = _checkpoint(output / CHECKPOINTS_DIRNAME, adapter.step, job.id)
         name = f"{job.id}/{folder.name}"
-    base = body.base_model or JobConfig.model_validate_json(job.config).model
+    base = body.base_model or job.to_wire().config.model
     return base, folder, name
 
 
