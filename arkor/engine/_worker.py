@@ -303,7 +303,7 @@ def run_job(
     if assignment.cancel_requested:
         plane.post_event(TrainingCancelled(job_id=job.id))
         return None
-    stop = stop or threading.Event()
+    stop = stop if stop is not None else threading.Event()
     heartbeat = Heartbeat(plane, stop)
     heartbeat.start()
     try:
