@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from arkor._env import env_int
+
 if TYPE_CHECKING:
     import torch
 
@@ -44,8 +46,10 @@ def configure_cpu_threads() -> int:
     """Use every host thread for CPU math unless ``ARKOR_CPU_THREADS`` says otherwise."""
     import torch
 
-    configured = os.environ.get("ARKOR_CPU_THREADS")
-    threads = int(configured) if configured else (os.cpu_count() or 1)
+    configured = env_int(
+        "ARKOR_CPU_THREADS", minimum=1, example="4", default="every host thread"
+    )
+    threads = configured or os.cpu_count() or 1
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
