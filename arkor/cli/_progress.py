@@ -16,9 +16,17 @@ _BAR_WIDTH = 24
 class RunDisplay:
     """Prints each event of a run as it arrives."""
 
-    def __init__(self, *, json_lines: bool = False, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        json_lines: bool = False,
+        stream: TextIO | None = None,
+        summary_states_error: bool = False,
+    ) -> None:
         self.stream = stream or sys.stdout
         self.json_lines = json_lines
+        self.summary_states_error = summary_states_error
+        """A summary after the run gives the error, so the failed line does not repeat it."""
         self.live = not json_lines and _is_tty(self.stream)
         self.max_steps: int | None = None
         self.started_at: float | None = None
@@ -61,7 +69,8 @@ class RunDisplay:
         elif event.type == "training.completed":
             self._line(style("training completed", "green"))
         elif event.type == "training.failed":
-            self._line(style(f"training failed: {event.error}", "red"))
+            said = "" if self.summary_states_error else f": {event.error}"
+            self._line(style(f"training failed{said}", "red"))
         elif event.type == "training.cancelled":
             self._line(style(f"training cancelled at step {event.step}", "yellow"))
 

@@ -92,7 +92,7 @@ def _run(
                     f"Follow it with `arkor jobs logs {job.id} --follow`; cancel with `arkor jobs cancel {job.id}`."
                 )
             return 0
-        display = RunDisplay(json_lines=json_output, stream=out)
+        display = RunDisplay(json_lines=json_output, stream=out, summary_states_error=True)
         try:
             result = trainer.wait(on_event=display.event, after_callbacks=display.redraw)
         except KeyboardInterrupt:

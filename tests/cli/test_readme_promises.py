@@ -148,6 +148,29 @@ def test_start_exits_1_when_the_job_fails(
 
 
 @pytest.mark.parametrize("json_output", [False, True], ids=["text", "json"])
+def test_a_failed_job_s_error_is_printed_once(
+    project: Path, cli: CliRunner, on_fake_plane: RunningPlane, json_output: bool
+) -> None:
+    project_named(project, "exit:3")
+    assert cli("build").exit_code == 0
+
+    result = cli("start", *(["--json"] if json_output else []))
+
+    assert result.exit_code == 1, result.stderr
+    error = show(cli, job_id_in(result.stdout + result.stderr))["error"]
+    assert error and "code 3" in error
+    if json_output:
+        assert error not in result.stderr
+        *events, summary = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [event["error"] for event in events if event["type"] == "training.failed"] == [error]
+        assert summary["error"] == error
+    else:
+        assert (result.stdout + result.stderr).count(error) == 1, result.stdout
+        assert f"  error     {error}" in result.stdout
+        assert "training failed\n" in result.stdout
+
+
+@pytest.mark.parametrize("json_output", [False, True], ids=["text", "json"])
 def test_start_exits_1_when_the_job_is_cancelled(
     project: Path, cli: CliRunner, on_fake_plane: RunningPlane, json_output: bool
 ) -> None:
