@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from arkor.cloud import (
     TERMINAL_EVENT_TYPES,
     TERMINAL_JOB_STATUSES,
+    BlobDatasetSource,
     JobConfig,
     TrainingFailed,
     TrainingJob,
@@ -94,6 +95,10 @@ def _stored_config(text: str) -> JobConfig:
         return JobConfig.model_validate(data)
 
 
+REDACTED = "***"
+"""What the API shows in place of a secret a job was given."""
+
+
 @dataclass(frozen=True)
 class JobRow:
     id: str
@@ -116,6 +121,20 @@ class JobRow:
         return self.status in TERMINAL_JOB_STATUSES
 
     def to_wire(self) -> TrainingJob:
+        """The job as the API shows it: a blob dataset's token reads ``***``.
+
+        The plane keeps the token for the job's worker (:meth:`to_worker`), but no answer
+        to a person or script carries it."""
+        job = self.to_worker()
+        source = job.config.dataset_source
+        if not isinstance(source, BlobDatasetSource) or source.token is None:
+            return job
+        hidden = source.model_copy(update={"token": REDACTED})
+        config = job.config.model_copy(update={"dataset_source": hidden})
+        return job.model_copy(update={"config": config})
+
+    def to_worker(self) -> TrainingJob:
+        """The job as its worker needs it, secrets included (only for the job's token)."""
         return TrainingJob.model_validate(
             {
                 "id": self.id,

@@ -114,8 +114,11 @@ def test_env_secrets_are_resolved_at_start_not_frozen_at_build(
     monkeypatch.setenv("BLOB_TOKEN", "at-start")
     started = cli("start")
     assert started.exit_code == 0, started.stderr
-    job = show(cli, job_id_in(started.stdout))
-    assert job["config"]["datasetSource"]["token"] == "at-start"
+    job_id = job_id_in(started.stdout)
+    assert show(cli, job_id)["config"]["datasetSource"]["token"] == "***", "never shown"
+    with sqlite3.connect(on_fake_plane.settings.database_path) as db:
+        (stored,) = db.execute("SELECT config FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    assert json.loads(stored)["datasetSource"]["token"] == "at-start", "kept for the worker"
 
 
 def test_cloud_url_in_the_config_chooses_the_plane(

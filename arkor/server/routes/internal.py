@@ -35,7 +35,7 @@ def worker_job(plane: PlaneDep, job: JobTokenDep) -> WorkerJob:
     """The job; ``resume`` when an earlier worker ran it (its plane stopped or died)."""
     cancel = store.touch_lease(db=plane.db, job_id=job.id)
     resume = job.resumes > 0 or store.ran_before(db=plane.db, job_id=job.id)
-    return WorkerJob(job=job.to_wire(), cancel_requested=cancel, resume=resume)
+    return WorkerJob(job=job.to_worker(), cancel_requested=cancel, resume=resume)
 
 
 @router.get("/{job_id}/dataset", response_class=FileResponse)
