@@ -4,10 +4,11 @@ One resolution for every command run in a project (``start``, ``jobs``, ``login`
 ``logout``, ``whoami``) and for the SDK, in order: an explicit URL (the config's
 ``[cloud] url``, ``ARKOR_CLOUD_API_URL``, or the plane signed in to last when it is not
 this home's own) is used as is. Otherwise this home's local plane: an ``arkor serve``
-answering on this machine, or, when none is running, the same plane embedded in this
-process on an ephemeral loopback port for the life of the command, over the same
-database, so its jobs stay visible to a later ``arkor serve``. The client always talks
-HTTP, and credentials follow the plane's id, not its address.
+answering on this machine at the port it reads too (``ARKOR_PORT``, default 8765), or,
+when none is running, the same plane embedded in this process on an ephemeral loopback
+port for the life of the command, over the same database, so its jobs stay visible to a
+later ``arkor serve``. The client always talks HTTP, and credentials follow the plane's
+id, not its address.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from arkor._env import env_int
 from arkor.cloud import (
     CloudApiClient,
     Credentials,
@@ -28,13 +30,14 @@ from arkor.cloud import (
     plane_url,
     read_credentials,
 )
+from arkor.cloud._credentials import DEFAULT_ARKOR_CLOUD_API_URL, DEFAULT_PORT
 
 if TYPE_CHECKING:
     from arkor.server import RunningPlane
 
 PlaneKind = Literal["remote", "local", "embedded"]
-LOCAL_PLANE_URL = "http://127.0.0.1:8765"
-"""Where ``arkor serve`` listens by default; the URL this home's plane is known by."""
+LOCAL_PLANE_URL = DEFAULT_ARKOR_CLOUD_API_URL
+"""The URL this home's plane is known by (stored with credentials), whatever its port."""
 
 
 @dataclass
@@ -154,8 +157,9 @@ def connect(cloud_url: str | None = None, *, cwd: Path | None = None) -> PlaneTa
     url = resolve_plane(cloud_url, cwd=cwd)
     if url is not None:
         return PlaneTarget("remote", url, url)
-    if _answers(LOCAL_PLANE_URL):
-        return PlaneTarget("local", LOCAL_PLANE_URL, LOCAL_PLANE_URL)
+    served = local_plane_address()
+    if served is not None and _answers(served):
+        return PlaneTarget("local", served, LOCAL_PLANE_URL)
     from arkor.server import load_settings, run_in_thread
 
     plane = run_in_thread(load_settings())
@@ -178,6 +182,17 @@ def open_session(*, cloud_url: str | None = None, cwd: Path | None = None) -> Se
         target.close()
         raise
     return Session(client, scope, target.kind, target.url, target)
+
+
+def local_plane_address() -> str | None:
+    """Where an ``arkor serve`` run with this environment answers: loopback, on the port
+    ``ARKOR_PORT`` gives it (default 8765); None for port 0, a free port nobody can guess."""
+    port = env_int(
+        "ARKOR_PORT", minimum=0, maximum=65535, example="9000", default=f"port {DEFAULT_PORT}"
+    )
+    if port == 0:
+        return None
+    return f"http://127.0.0.1:{DEFAULT_PORT if port is None else port}"
 
 
 def _is_home(credentials: Credentials) -> bool:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from arkor.cloud._credentials import DEFAULT_PORT
 from arkor.errors import UsageError
 
-DEFAULT_PORT = 8765
 LOOPBACK = "127.0.0.1"
 
 

@@ -20,14 +20,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
+from arkor.cloud import read_credentials, read_state
 from arkor.sdk import run_trainer
 from arkor.server import RunningPlane
 from tests.server.conftest import FAKE_WORKER
 from tests.utils.cli import CliRunner
-from tests.utils.plane import running_plane
+from tests.utils.plane import client_headers, running_plane
+from tests.utils.ports import free_port
 from tests.utils.process import OutputLines
 from tests.utils.projects import MINIMAL_TOML, callbacks_project, minimal_project, write
 
@@ -134,6 +137,60 @@ def test_cloud_url_in_the_config_chooses_the_plane(
     with sqlite3.connect(fake_plane.settings.database_path) as db:
         rows = db.execute("SELECT status FROM jobs WHERE id = ?", (job_id_in(result.stdout),))
         assert rows.fetchall() == [("completed",)]
+
+
+@pytest.fixture
+def served_on_arkor_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, OutputLines]]:
+    """``ARKOR_PORT=<a free port> arkor serve`` in its own process, on this test's home, its
+    jobs run by the fake worker; ``ARKOR_PORT`` stays set, as for a user who exported it.
+    Yields the plane's URL and its output."""
+    port = free_port()
+    monkeypatch.setenv("ARKOR_PORT", str(port))
+    monkeypatch.delenv("ARKOR_CLOUD_API_URL", raising=False)
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "arkor", "serve"],
+        env={**os.environ, "ARKOR_WORKER_COMMAND": shlex.join(FAKE_WORKER)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    output = OutputLines(process.stdout)
+    try:
+        output.wait_for(lambda line: url in line, timeout=60)  # listening: requests wait
+        assert httpx.get(f"{url}/v1/auth/cli/config", timeout=60).status_code == 200
+        yield url, output
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_a_running_arkor_serve_on_arkor_port_runs_the_job(
+    project: Path, cli: CliRunner, served_on_arkor_port: tuple[str, OutputLines]
+) -> None:
+    url, served = served_on_arkor_port
+    project_named(project, "events:2")
+    assert cli("build").exit_code == 0
+
+    result = cli("start")
+
+    assert result.exit_code == 0, result.stderr
+    assert f"Using the local plane at {url} (`arkor serve`)." in result.stdout
+    job_id = job_id_in(result.stdout)
+    served.wait_for(lambda line: f"Job {job_id} started in worker process" in line, timeout=30)
+    credentials, scope = read_credentials(), read_state()
+    assert credentials is not None and scope is not None
+    listed = httpx.get(
+        f"{url}/v1/jobs",
+        params={"orgSlug": scope.org_slug, "projectSlug": scope.project_slug},
+        headers=client_headers(credentials.bearer_token),
+    )
+    assert [(job["id"], job["status"]) for job in listed.json()["jobs"]] == [(job_id, "completed")]
 
 
 def test_start_exits_1_when_the_job_fails(

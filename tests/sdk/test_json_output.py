@@ -8,8 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from arkor.cli.main import run
 from tests.sdk.conftest import RECORDING_CALLBACKS, build_args
+from tests.utils.ports import unused_arkor_port
+
+__all__ = ["unused_arkor_port"]
+
+pytestmark = pytest.mark.usefixtures("unused_arkor_port")
 
 NOISY_CALLBACKS = (
     "import logging\nimport sys\nimport threading\n"

@@ -18,7 +18,12 @@ from tests.sdk.conftest import build_args, recorded
 from tests.sdk.test_trainer import assert_checkpoint_answers
 from tests.utils.cli import CliRunner
 from tests.utils.plane import running_plane
+from tests.utils.ports import unused_arkor_port
 from tests.utils.process import OutputLines
+
+__all__ = ["unused_arkor_port"]
+
+pytestmark = pytest.mark.usefixtures("unused_arkor_port")
 
 
 def test_start_trains_and_calls_the_callbacks_in_order(
