@@ -193,6 +193,22 @@ def test_a_running_arkor_serve_on_arkor_port_runs_the_job(
     assert [(job["id"], job["status"]) for job in listed.json()["jobs"]] == [(job_id, "completed")]
 
 
+@pytest.mark.parametrize("value", ["abc", "-1", "70000"])
+def test_an_arkor_port_that_is_no_port_is_refused_by_name(
+    project: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.delenv("ARKOR_CLOUD_API_URL", raising=False)
+    monkeypatch.setenv("ARKOR_PORT", value)
+    minimal_project(project)
+
+    result = cli("jobs", "list")
+
+    assert result.exit_code == 2
+    assert f"ARKOR_PORT={value} cannot be used" in result.stderr
+    assert "a whole number from 0 to 65535 (e.g. ARKOR_PORT=9000)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_start_exits_1_when_the_job_fails(
     project: Path, cli: CliRunner, on_fake_plane: RunningPlane
 ) -> None:
