@@ -1,4 +1,4 @@
-"""Whole-number settings read from ``ARKOR_*`` environment variables, checked where they are read."""
+"""Whole-number settings from ``ARKOR_*`` environment variables, checked where they are read."""
 
 from __future__ import annotations
 
