@@ -64,9 +64,8 @@ class AsConfig:
         metadata: list[Any] = list(field.metadata)
         if annotation in (int, int | None) and not any(isinstance(m, Le | Lt) for m in metadata):
             metadata.append(Le(MAX_INT))
-        if annotation in (str, str | None):
-            if not any(isinstance(item, MaxLen) for item in metadata):
-                metadata.append(MaxLen(MAX_TEXT))
+        if annotation in (str, str | None) and not any(isinstance(m, MaxLen) for m in metadata):
+            metadata.append(MaxLen(MAX_TEXT))
         typed = Annotated[(annotation, *metadata)] if metadata else annotation
         schema = handler.generate_schema(typed)
         return core_schema.nullable_schema(schema) if type(None) in get_args(source) else schema
