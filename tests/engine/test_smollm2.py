@@ -18,7 +18,8 @@ from arkor.engine._models import load_model, load_tokenizer, require_chat_templa
 from arkor.engine._store import ModelStore
 from tests.utils.smollm2 import SMOLLM2_ID, require_smollm2_gguf
 
-pytestmark = pytest.mark.slow
+# a real 135M model on CPU: about 2 minutes alone, several times that on a busy shared host
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def test_smollm2_from_gguf_answers_paris(
