@@ -7,7 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from arkor._home import PRIVATE_FILE_MODE
 
@@ -51,7 +51,7 @@ def open_private(path: Path, mode: str = "wb") -> BinaryIO:
     (0600) whatever the umask: uploads and logs under the plane's home."""
     flags = {"wb": os.O_TRUNC, "ab": os.O_APPEND, "xb": os.O_EXCL}[mode]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, PRIVATE_FILE_MODE)
-    return os.fdopen(fd, mode)
+    return cast(BinaryIO, os.fdopen(fd, mode))
 
 
 def _mode_for(path: Path) -> int:
