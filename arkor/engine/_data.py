@@ -143,10 +143,8 @@ def prepare_data(
             f"dataset_split = {split} cannot be used: a fraction of rows to hold out for "
             "evaluation must be between 0 and 1 (e.g. 0.1)."
         )
-    try:
-        wanted = resolve_mapping(config.dataset_format)
-    except FormatError as error:
-        raise DataError(f"The job's dataset_format cannot be used: {error.message}") from None
+    # the wire model has checked the format already (a 422 at the plane otherwise)
+    wanted = resolve_mapping(config.dataset_format)
 
     where = _describe(source, dataset_file)
     dataset = load_rows(source, dataset_file=dataset_file, cache_dir=cache_dir)

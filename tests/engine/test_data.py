@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from arkor.cloud import FileDatasetSource, JobConfig
 from arkor.engine import _data
@@ -474,10 +475,9 @@ def test_named_format_expands_to_its_columns(tokenizer: Any, tmp_path: Path) -> 
     assert data.format == {"type": "text", "text": "text"}
 
 
-def test_unknown_format_is_a_data_error(tokenizer: Any, tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path, "train.jsonl", [TEXT_ROW])
-    with pytest.raises(DataError, match="dataset_format"):
-        prepare_file(tokenizer, path, tmp_path / "cache", dataset_format="sharegpt")
+def test_unknown_format_is_refused_by_the_job_config_before_the_engine() -> None:
+    with pytest.raises(ValidationError, match=r"dataset_format[\s\S]*'auto', 'chat'"):
+        job({"type": "file", "uploadId": "upl_x"}, dataset_format="sharegpt")
 
 
 # Length
