@@ -380,8 +380,7 @@ def report(
     print(f"   answers: {answers}")
     print(f"   target no 5xx: {verdict(five == 0)} ({five})")
     print(
-        f"\n== ingest: one job posting {args.events} events flat out, "
-        f"best of {args.repeats} run(s)"
+        f"\n== ingest: one job posting {args.events} events flat out, best of {args.repeats} run(s)"
     )
     for count, title in ((0, "no watchers"), (args.watchers, f"{args.watchers} SSE watchers")):
         runs = ", ".join(f"{found:.0f}" for found in rates[count])

@@ -9,6 +9,13 @@ cd "$(dirname "$0")/.."
 venv="${1:?usage: bash scripts/venv.sh DIR [--latest]}"
 python3 -m venv "$venv"
 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+# The CPU torch is not on PyPI: where pip's own configuration (a find-links folder or an
+# index) doesn't offer it, take it from PyTorch's CPU index.
+torch_pin="$(grep -m1 '^torch==' requirements/torch-cpu.txt)"
+if ! "${pip[@]}" --dry-run --no-index --no-deps "$torch_pin" >/dev/null 2>&1 &&
+  ! "${pip[@]}" --dry-run --no-deps "$torch_pin" >/dev/null 2>&1; then
+  pip+=(--extra-index-url https://download.pytorch.org/whl/cpu)
+fi
 if [[ "${2:-}" == "--latest" ]]; then
   "${pip[@]}" --upgrade --upgrade-strategy eager -c requirements/torch-cpu.txt -e '.[dev,local,server]'
 else

@@ -172,9 +172,7 @@ class JobConfig(StrictWireModel):
     lora_r: Annotated[int | None, AsConfig(Lora, "r")] = None
     lora_alpha: Annotated[int | None, AsConfig(Lora, "alpha")] = None
     lora_dropout: Annotated[float | None, AsConfig(Lora, "dropout")] = None
-    lora_target_modules: Annotated[
-        str | list[str] | None, AsConfig(Lora, "target_modules")
-    ] = None
+    lora_target_modules: Annotated[str | list[str] | None, AsConfig(Lora, "target_modules")] = None
     max_length: Annotated[int | None, AsConfig(Lora, "max_length")] = None
     load_in_4bit: Annotated[bool | None, AsConfig(Lora, "load_in_4bit")] = Field(
         default=None, alias="loadIn4bit"

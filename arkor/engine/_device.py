@@ -46,9 +46,7 @@ def configure_cpu_threads() -> int:
     """Use every host thread for CPU math unless ``ARKOR_CPU_THREADS`` says otherwise."""
     import torch
 
-    configured = env_int(
-        "ARKOR_CPU_THREADS", minimum=1, example="4", default="every host thread"
-    )
+    configured = env_int("ARKOR_CPU_THREADS", minimum=1, example="4", default="every host thread")
     threads = configured or os.cpu_count() or 1
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)

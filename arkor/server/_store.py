@@ -455,10 +455,14 @@ def list_jobs(
 ) -> tuple[list[JobRow], int | None]:
     """A page of the project's jobs, newest first: at most ``limit`` of those submitted before
     the job numbered ``before``, and the number to ask for the next page with (None: last)."""
-    rows = db.connection().execute(
-        "SELECT * FROM jobs WHERE project_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-        (project_id, before if before is not None else 2**63 - 1, limit + 1),
-    ).fetchall()
+    rows = (
+        db.connection()
+        .execute(
+            "SELECT * FROM jobs WHERE project_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (project_id, before if before is not None else 2**63 - 1, limit + 1),
+        )
+        .fetchall()
+    )
     page = rows[:limit]
     return [_job(row) for row in page], page[-1]["seq"] if len(rows) > limit else None
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from arkor.cli.main import run
 from tests.utils.requires import need
 
 need("fastapi", "the SDK tests run the real plane")
 need("torch", "the SDK tests train for real")
 
-from arkor.cli.main import run
 
 RECORDING_CALLBACKS = """\
 import json

@@ -73,6 +73,4 @@ def download_artifact(plane: PlaneDep, job: JobDep, path: str) -> FileResponse:
 
 def _linked(root: Path, target: Path) -> bool:
     """Whether ``target`` or a folder between it and ``root`` is a symbolic link."""
-    return any(
-        part.is_symlink() for part in (target, *target.parents) if part.is_relative_to(root)
-    )
+    return any(part.is_symlink() for part in (target, *target.parents) if part.is_relative_to(root))
