@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from arkor.cloud._credentials import DEFAULT_PORT
+
 SERVER_EXTRA_HINT = "pip install 'arkor[server]'"
 
 
@@ -30,7 +32,7 @@ def serve(
     port: Annotated[
         int | None,
         typer.Option(
-            help="Port to listen on (env ARKOR_PORT; 0 picks a free one). Default 8765.",
+            help=f"Port to listen on (env ARKOR_PORT; 0 picks a free one). Default {DEFAULT_PORT}.",
             show_default=False,
         ),
     ] = None,

@@ -114,7 +114,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if value := env.get("ARKOR_HOST"):
         overrides["host"] = value
     if value := env.get("ARKOR_PORT"):
-        overrides["port"] = _number(int, "ARKOR_PORT", value, minimum=0)
+        overrides["port"] = _number(int, "ARKOR_PORT", value, minimum=0, maximum=65535)
     if value := env.get("ARKOR_PUBLIC_URL"):
         overrides["public_url"] = value
     if value := env.get("ARKOR_MAX_JOBS"):
@@ -161,11 +161,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 _Number = TypeVar("_Number", int, float)
 
 
-def _number(kind: type[_Number], name: str, value: str, *, minimum: _Number) -> _Number:
+def _number(
+    kind: type[_Number], name: str, value: str, *, minimum: _Number, maximum: _Number | None = None
+) -> _Number:
     try:
         number = kind(value)
     except ValueError:
         raise UsageError(f"{name} must be a number, not `{value}`.") from None
     if number < minimum:
         raise UsageError(f"{name} must be at least {minimum}, not {value}.")
+    if maximum is not None and number > maximum:
+        raise UsageError(f"{name} must be at most {maximum}, not {value}.")
     return number

@@ -1,7 +1,8 @@
 """A plane is one identity: credentials follow its id, across ports, logouts and upgrades.
 
-Everything runs through the real CLI or SDK against real planes: the embedded one (no
-``arkor serve`` on 8765) and in-thread planes over the same or another home.
+Everything runs through the real CLI or SDK against real planes: the embedded one
+(``ARKOR_PORT`` names a port nothing listens on) and in-thread planes over the same or
+another home.
 """
 
 from __future__ import annotations
@@ -36,8 +37,13 @@ from arkor.server import load_settings, run_in_thread
 from tests.server.conftest import FAKE_WORKER
 from tests.utils.cli import CliRunner
 from tests.utils.plane import plane_settings, running_plane
+from tests.utils.ports import unused_arkor_port
 from tests.utils.projects import MINIMAL_TOML, minimal_project
 from tests.utils.proxy import TcpProxy
+
+__all__ = ["unused_arkor_port"]
+
+pytestmark = pytest.mark.usefixtures("unused_arkor_port")
 
 JOB = JobCreate(
     name="tiny",

@@ -44,7 +44,12 @@ def test_variables_override(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "variables",
-    [{"ARKOR_MAX_JOBS": "0"}, {"ARKOR_PORT": "eighty"}, {"ARKOR_LEASE_TTL_SECONDS": "x"}],
+    [
+        {"ARKOR_MAX_JOBS": "0"},
+        {"ARKOR_PORT": "eighty"},
+        {"ARKOR_PORT": "70000"},
+        {"ARKOR_LEASE_TTL_SECONDS": "x"},
+    ],
 )
 def test_bad_values_are_usage_errors(variables: dict[str, str]) -> None:
     with pytest.raises(UsageError):
