@@ -1,4 +1,4 @@
-"""Whole-number settings from ``ARKOR_*`` environment variables, checked where they are read."""
+"""``ARKOR_*`` settings shared by the client and the plane: the default port, whole numbers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import os
 import re
 
 from arkor.errors import UsageError
+
+DEFAULT_PORT = 8765
+"""Where ``arkor serve`` listens and where the client looks for it, unless ``ARKOR_PORT`` says."""
 
 
 def env_int(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from arkor.cloud._credentials import DEFAULT_PORT
+from arkor._env import DEFAULT_PORT
 
 SERVER_EXTRA_HINT = "pip install 'arkor[server]'"
 

@@ -33,13 +33,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from arkor._env import DEFAULT_PORT
 from arkor._fs import atomic_write_text
 from arkor._home import arkor_home
 from arkor.cloud._errors import CredentialsError
 from arkor.cloud._models import WireModel
-
-DEFAULT_PORT = 8765
-"""Where ``arkor serve`` listens, and clients look for it, unless ``ARKOR_PORT`` says otherwise."""
 
 DEFAULT_ARKOR_CLOUD_API_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 """The local plane (``arkor serve``): the target when nothing else is configured."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from arkor._env import env_int
+from arkor._env import DEFAULT_PORT, env_int
 from arkor.cloud import (
     CloudApiClient,
     Credentials,
@@ -30,7 +30,7 @@ from arkor.cloud import (
     plane_url,
     read_credentials,
 )
-from arkor.cloud._credentials import DEFAULT_ARKOR_CLOUD_API_URL, DEFAULT_PORT
+from arkor.cloud._credentials import DEFAULT_ARKOR_CLOUD_API_URL
 
 if TYPE_CHECKING:
     from arkor.server import RunningPlane

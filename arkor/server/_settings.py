@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from arkor.cloud._credentials import DEFAULT_PORT as DEFAULT_PORT
+from arkor._env import DEFAULT_PORT as DEFAULT_PORT
 from arkor.errors import UsageError
 
 LOOPBACK = "127.0.0.1"
