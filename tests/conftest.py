@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,12 @@ from tests.utils.requires import need
 # No test may reach the HuggingFace Hub; set before any HF library reads these.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+# A suite started in the background by a script (`pytest &`) inherits SIGINT ignored, and so
+# would every command it starts; the Ctrl-C tests need the signal delivered. A handler, unlike
+# SIG_IGN, is reset to the default in each child the suite starts.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
