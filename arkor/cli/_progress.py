@@ -56,6 +56,8 @@ class RunDisplay:
             )
             began = f"resumed from step {resumed}" if self.from_step else "started"
             self._line(f"training {began} ({details})")
+            for warning in metadata.get("warnings") or ():
+                self._line(style(f"warning: {warning}", "yellow"))
         elif event.type == "training.log":
             if event.loss is not None:
                 self.loss = event.loss

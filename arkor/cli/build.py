@@ -1,49 +1,85 @@
-"""``arkor build``: freeze the config into ``.arkor/build/manifest.json``."""
+"""``arkor build``: freeze the config into ``.arkor/build/manifest.json``, a lockfile."""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
+
+import typer
 
 from arkor.cli._options import ConfigOption, JsonOption, SetOption
 
 if TYPE_CHECKING:
+    from arkor.cloud import JobConfig
     from arkor.manifest import BuildResult
 
 
 def build(
-    config: ConfigOption = None, overrides: SetOption = None, json_output: JsonOption = False
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    upgrade: Annotated[
+        bool,
+        typer.Option("--upgrade", help="Resolve the model and data pins again, moving them."),
+    ] = False,
+    upgrade_model: Annotated[
+        bool,
+        typer.Option("--upgrade-model", help="Resolve the model pin again (a new Hub commit)."),
+    ] = False,
+    upgrade_data: Annotated[
+        bool,
+        typer.Option("--upgrade-data", help="Resolve the data pin again (a Hub dataset, a URL)."),
+    ] = False,
+    locked: Annotated[
+        bool,
+        typer.Option(
+            "--locked",
+            help="Write nothing; fail when the manifest would change or a pin is unresolved (CI).",
+        ),
+    ] = False,
+    json_output: JsonOption = False,
 ) -> int:
     """Freeze the config into .arkor/build/manifest.json (a lockfile).
 
-    Validates, imports the callbacks, checks the data, fills defaults, then writes atomically.
+    Validates, imports the callbacks, checks the data, fills defaults, and pins what decides
+    the result: the model (its Hub commit, or the sha256 of local weights), the data and the
+    training stack. Then writes atomically.
 
-    A failed build leaves the previous manifest untouched.
+    A Hub commit or a URL's digest stays pinned while the config names the same model and
+    data; --upgrade moves them. A failed build leaves the previous manifest untouched.
 
     Examples:
 
       arkor build
 
-      arkor build --set trainer.max_steps=10 --set trainer.dry_run=true
+      arkor build --upgrade-model
+
+      arkor build --locked
     """
     from arkor.cli._output import print_json
     from arkor.manifest import build_project
 
-    result = build_project(config, overrides or ())
+    targets = {"model", "data"} if upgrade else set()
+    targets |= {"model"} if upgrade_model else set()
+    targets |= {"data"} if upgrade_data else set()
+    result = build_project(config, overrides or (), upgrade=targets, locked=locked)
     if json_output:
         print_json(
             {
                 "manifest": str(result.path),
                 "digest": result.manifest.digest,
                 "changed": result.changed,
+                "moved": [
+                    {"pin": move.path, "old": move.old, "new": move.new} for move in result.moves
+                ],
+                "unresolved": result.manifest.unresolved,
             }
         )
     else:
-        _summary(result)
+        _summary(result, locked=locked, upgrading=bool(targets))
     return 0
 
 
-def _summary(result: BuildResult) -> None:
+def _summary(result: BuildResult, *, locked: bool, upgrading: bool) -> None:
     from arkor.cli._output import echo, style
 
     manifest = result.manifest
@@ -65,13 +101,58 @@ def _summary(result: BuildResult) -> None:
     callbacks = ", ".join(manifest.callbacks) or "none"
     relative = os.path.relpath(result.path)
     path = result.path if relative.startswith("..") else relative
-    verb = "Built" if result.changed else "Up to date:"
+    verb = "Locked:" if locked else "Built" if result.changed else "Up to date:"
     echo(f"{style('✓', 'green')} {verb} {path}  {style(manifest.digest[:19], 'dim')}")
     for label, value in (
         ("trainer", manifest.job.name),
-        ("model", config.model),
-        ("dataset", data),
+        ("model", f"{config.model}{_model_pin(config)}"),
+        ("dataset", f"{data}{_data_pin(config)}"),
+        ("stack", _stack(config)),
         ("steps", steps),
         ("callbacks", callbacks),
     ):
         echo(f"  {label:<10}{value}")
+    for move in result.moves:
+        echo(f"  {style('moved', 'yellow'):<10}{move.describe()}")
+    if upgrading and not result.moves:
+        echo("  Nothing moved: every pin is already the newest.")
+    if manifest.unresolved:
+        reasons = "; ".join(manifest.unresolved)
+        echo(
+            style(
+                f"! Not pinned: {reasons}. The run resolves these and records what it used; build "
+                "again where they can be reached to pin them.",
+                "yellow",
+            )
+        )
+
+
+def _model_pin(config: JobConfig) -> str:
+    pin = config.model_pin
+    if pin is None:
+        return "  (not pinned)"
+    if pin.revision is not None:
+        return f" @ {pin.revision[:12]} (Hub commit)"
+    return f"  sha256 {(pin.sha256 or '')[:12]} ({pin.kind})"
+
+
+def _data_pin(config: JobConfig) -> str:
+    source = config.dataset_source
+    for key, label in (
+        ("revision", "Hub commit"),
+        ("sha256", "sha256"),
+        ("etag", "ETag"),
+        ("last_modified", "Last-Modified"),
+    ):
+        value = getattr(source, key, None)
+        if value:
+            shown = value[:12] if key in ("revision", "sha256") else value
+            return f" @ {shown} ({label})" if key == "revision" else f"  {label} {shown}"
+    return "  (not pinned)"
+
+
+def _stack(config: JobConfig) -> str:
+    stack = config.build_stack
+    if not stack:
+        return "(not recorded: no engine extra here)"
+    return ", ".join(f"{name} {version}" for name, version in stack.items())

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from arkor.cli._options import JsonOption
 
 if TYPE_CHECKING:
+    from arkor.cloud import JobEvent
     from arkor.sdk import Session
 
 app = typer.Typer(
@@ -53,17 +54,22 @@ def list_jobs(json_output: JsonOption = False) -> int:
 
 @app.command("show")
 def show(job_id: JobIdArgument, json_output: JsonOption = False) -> int:
-    """One job: its status, settings, timestamps and error."""
+    """One job: its status, settings, timestamps, error, and what it trained with.
+
+    "trained with" is what the worker reported when training began: the model's commit or
+    digest, the data's, and the torch / transformers / peft / accelerate / datasets versions.
+    """
     from arkor.cli._output import echo, print_json
 
     session = _session()
     try:
-        envelope = session.client.get_job(session.scope, job_id, include_events=False)
+        envelope = session.client.get_job(session.scope, job_id)
     finally:
         session.close()
     job = envelope.job
+    trained_with = _trained_with(envelope.events or [])
     if json_output:
-        print_json({"job": job.to_wire()})
+        print_json({"job": job.to_wire(), "trainedWith": trained_with})
         return 0
     echo(f"{job.id}  {job.name}")
     echo(f"  status     {job.status}")
@@ -77,7 +83,45 @@ def show(job_id: JobIdArgument, json_output: JsonOption = False) -> int:
             echo(f"  {label:<11}{value}")
     if job.error:
         echo(f"  error      {job.error}")
+    if trained_with is not None:
+        _show_trained_with(trained_with)
     return 0
+
+
+def _trained_with(events: list[JobEvent]) -> dict[str, Any] | None:
+    """The pins and stack the newest ``training.started`` event reported, if training began."""
+    started = [event for event in events if event.type == "training.started"]
+    if not started:
+        return None
+    metadata = started[-1].metadata or {}
+    return {
+        key: metadata.get(key) for key in ("modelPin", "dataPin", "stack", "warnings", "device")
+    }
+
+
+def _show_trained_with(trained_with: dict[str, Any]) -> None:
+    from arkor.cli._output import echo, style
+
+    echo("  trained with")
+    model_pin = trained_with.get("modelPin") or {}
+    if model_pin.get("revision"):
+        echo(f"    model    Hub commit {model_pin['revision']}")
+    elif model_pin.get("sha256"):
+        echo(f"    model    {model_pin.get('kind')} sha256 {model_pin['sha256']}")
+    else:
+        echo("    model    (no commit or digest was known)")
+    data_pin = trained_with.get("dataPin") or {}
+    for key in ("revision", "sha256", "etag"):
+        if data_pin.get(key):
+            echo(f"    data     {'Hub commit' if key == 'revision' else key} {data_pin[key]}")
+            break
+    stack = trained_with.get("stack") or {}
+    if stack:
+        echo(f"    stack    {', '.join(f'{name} {version}' for name, version in stack.items())}")
+    if trained_with.get("device"):
+        echo(f"    device   {trained_with['device']}")
+    for warning in trained_with.get("warnings") or ():
+        echo(style(f"  warning: {warning}", "yellow"))
 
 
 @app.command("cancel")

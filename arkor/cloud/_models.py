@@ -92,19 +92,36 @@ class StrictWireModel(WireModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+CommitSha = Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")]
+"""A git commit id, as the Hub names revisions: 40 lowercase hex digits."""
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+"""A sha256 digest in hex."""
+
+
 class HuggingfaceDatasetSource(StrictWireModel):
+    """A Hub dataset; ``revision`` is the commit ``arkor build`` pinned (None: not pinned)."""
+
     type: Literal["huggingface"] = "huggingface"
     name: Annotated[str, AsConfig(HuggingfaceDataset, "name")]
     split: Annotated[str | None, AsConfig(HuggingfaceDataset, "split")] = None
     subset: Annotated[str | None, AsConfig(HuggingfaceDataset, "subset")] = None
+    revision: CommitSha | None = None
 
 
 class BlobDatasetSource(StrictWireModel):
-    """A dataset downloaded from ``url``; ``token`` is a ``${env:NAME}`` reference until ``start``."""
+    """A dataset downloaded from ``url``; ``token`` is a ``${env:NAME}`` reference until ``start``.
+
+    The pin: ``sha256`` of the bytes ``arkor build`` fetched, else the ``etag`` or
+    ``last_modified`` header the server gave (too large to hash at build); none when the
+    URL could not be reached at build.
+    """
 
     type: Literal["blob"] = "blob"
     url: Annotated[str, AsConfig(BlobDataset, "url")]
     token: ShortText | None = None
+    sha256: Sha256 | None = None
+    etag: ShortText | None = None
+    last_modified: ShortText | None = None
 
 
 class FileDatasetSource(StrictWireModel):
@@ -147,6 +164,29 @@ DatasetFormat = Annotated[
 ]
 
 
+ModelKind = Literal["hub", "store", "folder", "gguf"]
+"""Where a ``model`` name points: a Hub id, a model store entry, a folder, a ``.gguf`` file."""
+
+
+class ModelPin(StrictWireModel):
+    """What ``arkor build`` resolved ``model`` to; the worker loads exactly this or refuses.
+
+    A Hub model is pinned by its commit (``revision``); a store entry, a folder or a
+    ``.gguf`` file by the sha256 of its files (``files``, name → digest; ``sha256`` over
+    them all). ``chat_template_sha256`` records the template that decides what is masked.
+    """
+
+    kind: ModelKind
+    revision: CommitSha | None = None
+    sha256: Sha256 | None = None
+    files: Annotated[dict[ShortText, Sha256], Field(max_length=10_000)] | None = None
+    chat_template_sha256: Sha256 | None = None
+
+
+StackVersions = Annotated[dict[Name, Name], Field(max_length=64)]
+"""Package name → version, for the training stack (torch, transformers, peft, ...)."""
+
+
 class JobConfig(StrictWireModel):
     """What a control plane trains: PROTOCOL.md's ``JobConfig``, plus LoRA extras and the seed.
 
@@ -182,6 +222,11 @@ class JobConfig(StrictWireModel):
     ] = None
     seed: Annotated[int | None, AsConfig(Trainer, "seed")] = None
     dry_run: Annotated[bool | None, AsConfig(Trainer, "dry_run")] = None
+    strict_stack: Annotated[bool | None, AsConfig(Trainer, "strict_stack")] = None
+    model_pin: ModelPin | None = None
+    """The model as ``arkor build`` pinned it; None: not pinned (the worker resolves it)."""
+    build_stack: StackVersions | None = None
+    """The training stack ``arkor build`` saw; the worker warns (or refuses) when its own differs."""
 
 
 class JobCreate(StrictWireModel):

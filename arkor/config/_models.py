@@ -401,6 +401,14 @@ class Trainer(_Section):
         default=False,
         description="Run every stage on a small sample (at most 32 rows, 5 steps) to check the pipeline quickly.",
     )
+    strict_stack: bool = Field(
+        default=False,
+        description=(
+            "Refuse to train when the worker's torch, transformers, peft, accelerate or datasets "
+            "version differs from the one `arkor build` recorded in the manifest. Off: the "
+            "difference is a warning in the run's events."
+        ),
+    )
     callbacks: Callbacks = Field(
         default_factory=Callbacks,
         description="Python functions called as the run's events arrive, by dotted import path.",

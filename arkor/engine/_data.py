@@ -17,8 +17,8 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -95,6 +95,9 @@ class PreparedData:
     """Examples (train and eval) cut at ``max_length``."""
     dropped: int = 0
     """Examples (train and eval) left out because truncation removed every trainable token."""
+    pin: dict[str, str] = field(default_factory=dict)
+    """What the rows were read from: ``{"revision": ...}`` for a Hub dataset, ``{"sha256": ...}``
+    for a file or URL (plus ``etag`` when the server sent one); empty when unknown."""
 
 
 class DataError(ArkorError):
@@ -114,16 +117,52 @@ def load_rows(
     files and URLs hold one table, so they have none. ``dataset_file`` is the local copy
     of a ``file`` source. Downloads and the datasets cache stay under ``cache_dir``.
     """
+    return _load_pinned(source, dataset_file=dataset_file, cache_dir=cache_dir, split=split)[0]
+
+
+def _load_pinned(
+    source: DatasetSource,
+    *,
+    dataset_file: Path | None,
+    cache_dir: Path,
+    split: str | None = None,
+) -> tuple[datasets.Dataset, dict[str, str]]:
+    """:func:`load_rows`, refusing data that differs from the source's pin; with what was read.
+
+    A Hub dataset loads at its pinned ``revision``; a URL's bytes must match its pinned
+    ``sha256`` (or its ``etag`` / ``last_modified``); a file's bytes its ``sha256``.
+    """
     if isinstance(source, HuggingfaceDatasetSource):
-        return _load_hub(source, split or _train_split(source), cache_dir)
+        pin = {"revision": source.revision} if source.revision else {}
+        return _load_hub(source, split or _train_split(source), cache_dir), pin
     if split is not None:
         raise _named_split_error(split, source)
     where = _describe(source, dataset_file)
     if isinstance(source, BlobDatasetSource):
-        path, file_format = _download(source, cache_dir, where)
+        path, file_format, pin = _download(source, cache_dir, where)
     else:
         path, file_format = _local_file(source, dataset_file, where)
-    return _read_file(path, file_format, where)
+        pin = {"sha256": _check_file_pin(path, source, where)}
+    return _read_file(path, file_format, where), pin
+
+
+def pin_hub_dataset(source: DatasetSource) -> DatasetSource:
+    """A Hub dataset the manifest left unpinned, pinned now to the commit its branch is at.
+
+    The Hub's answer when online, else the local Hub cache's; unchanged when neither can
+    say (``load_dataset`` then reads the default branch) or for a local dataset folder.
+    """
+    if not isinstance(source, HuggingfaceDatasetSource) or source.revision is not None:
+        return source
+    if Path(source.name).expanduser().exists():
+        return source
+    from arkor.pins import NotOnHub, Unresolved, resolve_revision
+
+    try:
+        revision = resolve_revision("dataset", source.name)
+    except (Unresolved, NotOnHub):
+        return source
+    return source.model_copy(update={"revision": revision.sha})
 
 
 def prepare_data(
@@ -147,7 +186,8 @@ def prepare_data(
     wanted = resolve_mapping(config.dataset_format)
 
     where = _describe(source, dataset_file)
-    dataset = load_rows(source, dataset_file=dataset_file, cache_dir=cache_dir)
+    source = pin_hub_dataset(source)
+    dataset, pin = _load_pinned(source, dataset_file=dataset_file, cache_dir=cache_dir)
     _require_rows(dataset, where)
     try:
         mapping = wanted or detect_mapping(dataset[0])
@@ -196,6 +236,7 @@ def prepare_data(
         rows=len(train_rows),
         truncated=encoder.truncated,
         dropped=encoder.dropped,
+        pin=pin,
     )
 
 
@@ -235,18 +276,33 @@ def _load_hub(source: HuggingfaceDatasetSource, split: str, cache_dir: Path) -> 
 
     try:
         return datasets.load_dataset(
-            source.name, source.subset, split=split, cache_dir=str(cache_dir / "datasets")
+            source.name,
+            source.subset,
+            split=split,
+            revision=source.revision,
+            cache_dir=str(cache_dir / "datasets"),
         )
     except Exception as error:  # the loader runs a dataset's own code; any failure is the data's
+        pinned = (
+            f" at the commit the manifest pinned ({source.revision[:12]})"
+            if source.revision
+            else ""
+        )
         raise DataError(
-            f"Cannot load {_describe(source, None, split)}: {_one_line(error)} Check the name, "
-            "subset and split, and that this machine can reach the HuggingFace Hub (or has the "
-            "dataset cached)."
+            f"Cannot load {_describe(source, None, split)}{pinned}: {_one_line(error)} Check the "
+            "name, subset and split, and that this machine can reach the HuggingFace Hub (or has "
+            "the dataset cached)."
         ) from error
 
 
-def _download(source: BlobDatasetSource, cache_dir: Path, where: str) -> tuple[Path, str]:
-    """Stream the URL to ``cache_dir/blobs``, named by a hash of the URL, replaced atomically."""
+def _download(
+    source: BlobDatasetSource, cache_dir: Path, where: str
+) -> tuple[Path, str, dict[str, str]]:
+    """Stream the URL to ``cache_dir/blobs``, named by a hash of the URL, replaced atomically.
+
+    Refuses bytes (or validator headers) that differ from the source's pin; returns the
+    file, its type, and the sha256 (and ETag) of what was read.
+    """
     import httpx
 
     folder = cache_dir / "blobs"
@@ -273,14 +329,58 @@ def _download(source: BlobDatasetSource, cache_dir: Path, where: str) -> tuple[P
                     "path with the extension, or serve it with a JSON Lines, JSON, CSV or "
                     "Parquet content type."
                 )
+            _check_blob_headers(response, source, where)
             target = folder / f"{stem}.{file_format}"
-            atomic_write_chunks(target, response.iter_bytes())
+            digest = hashlib.sha256()
+            atomic_write_chunks(target, _hashed(response.iter_bytes(), digest))
+            etag = response.headers.get("etag")
     except httpx.HTTPError as error:
         raise DataError(
             f"Cannot download {where}: {_one_line(error)} Check the URL and that this machine "
             "can reach it."
         ) from error
-    return target, file_format
+    if source.sha256 is not None and digest.hexdigest() != source.sha256:
+        target.unlink(missing_ok=True)
+        raise DataError(
+            f"The data at {where.removeprefix('the dataset at ')} is not what the manifest pinned: "
+            f"its sha256 is {digest.hexdigest()[:12]} now, {source.sha256[:12]} at `arkor build`. "
+            "The file behind the URL changed. Serve the pinned file again, or run `arkor build "
+            "--upgrade-data` to pin the new one."
+        )
+    return target, file_format, {"sha256": digest.hexdigest(), **({"etag": etag} if etag else {})}
+
+
+def _hashed(chunks: Iterator[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
+def _check_blob_headers(response: httpx.Response, source: BlobDatasetSource, where: str) -> None:
+    """A URL pinned by ETag or Last-Modified (too large to hash at build) must still send it."""
+    for pinned, header in ((source.etag, "etag"), (source.last_modified, "last-modified")):
+        served = response.headers.get(header)
+        if pinned is not None and served != pinned:
+            raise DataError(
+                f"The data at {where.removeprefix('the dataset at ')} is not what the manifest "
+                f"pinned: the server's {header.title()} is {served or '(none)'} now, {pinned} at "
+                "`arkor build`. The file behind the URL changed. Serve the pinned file again, "
+                "or run `arkor build --upgrade-data` to pin the new one."
+            )
+
+
+def _check_file_pin(path: Path, source: FileDatasetSource, where: str) -> str:
+    """The sha256 of a file dataset's copy, refused when it is not the bytes ``arkor build`` pinned."""
+    from arkor._fs import sha256_file
+
+    digest, _ = sha256_file(path)
+    if source.sha256 is not None and digest != source.sha256:
+        raise DataError(
+            f"The copy of {where} the plane holds is not the file the manifest pinned (sha256 "
+            f"{digest[:12]}, pinned {source.sha256[:12]}). Run `arkor start` again to upload "
+            "the pinned file, or `arkor build` to re-lock on the file as it is now."
+        )
+    return digest
 
 
 def _check_response(response: httpx.Response, source: BlobDatasetSource, where: str) -> None:

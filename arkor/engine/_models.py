@@ -12,8 +12,9 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from arkor.cloud import ModelKind
 from arkor.errors import ArkorError
 
 if TYPE_CHECKING:
@@ -21,27 +22,37 @@ if TYPE_CHECKING:
 
     from arkor.engine._device import Placement
 
-ModelKind = Literal["folder", "gguf", "store", "hub"]
-
 
 class ModelError(ArkorError):
     """The model cannot be found or loaded; the message says how to fix it."""
 
 
 @dataclass(frozen=True)
+class LocatedModel:
+    """Where a config's ``model`` points, before anything is loaded or converted."""
+
+    requested: str
+    kind: ModelKind
+    path: Path | None
+    """The folder, the ``.gguf`` file or the store entry's folder; None for a Hub id."""
+
+
+@dataclass(frozen=True)
 class ResolvedModel:
-    """Where a config's ``model`` points."""
+    """Where a config's ``model`` points, ready for ``from_pretrained``."""
 
     requested: str
     source: str
     """What ``from_pretrained`` receives: a local folder, or a Hub id."""
     kind: ModelKind
+    revision: str | None = None
+    """The Hub commit to load (a Hub id only); None loads the default branch."""
 
 
-def resolve_model(model: str, *, progress: Callable[[str], None] | None = None) -> ResolvedModel:
-    """Find the weights ``model`` names (see the module docstring for the order).
+def locate_model(model: str) -> LocatedModel:
+    """Find what ``model`` names (see the module docstring for the order); loads nothing.
 
-    ``progress`` hears about the one slow step: converting a ``.gguf`` file the first time.
+    Needs only the standard library, so ``arkor build`` can pin the model without the engine.
     """
     from arkor.engine._store import ModelStore, model_folder_problem
 
@@ -62,24 +73,51 @@ def resolve_model(model: str, *, progress: Callable[[str], None] | None = None) 
                 "`model` at a transformers model folder (config.json plus *.safetensors or *.bin "
                 "weights), a .gguf file, a model store id or a Hub id."
             )
-        return ResolvedModel(model, str(path.resolve()), "folder")
-    store = ModelStore()
+        return LocatedModel(model, "folder", path.resolve())
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise ModelError(
                 f"The model {path} is a single file, and the only single-file format Arkor "
                 "loads is .gguf. Point `model` at the folder that holds config.json and the weights."
             )
-        return ResolvedModel(model, str(store.gguf_folder(path, progress=progress)), "gguf")
-    stored = store.lookup(model)
+        return LocatedModel(model, "gguf", path.resolve())
+    stored = ModelStore().lookup(model)
     if stored is not None:
-        return ResolvedModel(model, str(stored), "store")
+        return LocatedModel(model, "store", stored)
     if _looks_like_path(model):
         raise ModelError(
             f"Cannot load the model `{model}`: the path {path} does not exist. Check the path "
             f"(relative paths start from {Path.cwd()}), or give a model store id or a Hub id instead."
         )
-    return ResolvedModel(model, model, "hub")
+    return LocatedModel(model, "hub", None)
+
+
+def resolve_model(
+    model: str, *, revision: str | None = None, progress: Callable[[str], None] | None = None
+) -> ResolvedModel:
+    """Find the weights ``model`` names, converting a ``.gguf`` file on first use.
+
+    ``revision`` is the Hub commit to load a Hub id at. ``progress`` hears about the one
+    slow step: converting a ``.gguf`` file the first time.
+    """
+    return resolve_located(locate_model(model), revision=revision, progress=progress)
+
+
+def resolve_located(
+    located: LocatedModel,
+    *,
+    revision: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ResolvedModel:
+    """:func:`resolve_model` for a model already located."""
+    from arkor.engine._store import ModelStore
+
+    if located.path is None:
+        return ResolvedModel(located.requested, located.requested, "hub", revision)
+    if located.kind == "gguf":
+        folder = ModelStore().gguf_folder(located.path, progress=progress)
+        return ResolvedModel(located.requested, str(folder), "gguf")
+    return ResolvedModel(located.requested, str(located.path), located.kind)
 
 
 def load_tokenizer(resolved: ResolvedModel) -> PreTrainedTokenizerBase:
@@ -156,10 +194,20 @@ def _looks_like_path(model: str) -> bool:
 
 
 def _load(loader: Any, resolved: ResolvedModel, **kwargs: Any) -> Any:
+    if resolved.revision is not None:
+        kwargs["revision"] = resolved.revision
     try:
         return loader(resolved.source, **kwargs)
     except (OSError, ValueError) as error:
         detail = " ".join(str(error).split()).rstrip(".") + "."
+        if resolved.kind == "hub" and resolved.revision is not None:
+            raise ModelError(
+                f"Cannot load the model `{resolved.requested}` at the commit the manifest pinned "
+                f"({resolved.revision[:12]}) from the Hugging Face Hub or its local cache: "
+                f"{detail} Check the network; offline, that commit must be in the Hub cache "
+                "(HF_HUB_CACHE). If the commit is gone from the Hub, run `arkor build "
+                "--upgrade-model` to pin the current one."
+            ) from error
         if resolved.kind == "hub":
             raise ModelError(
                 f"Cannot load the model `{resolved.requested}` from the Hugging Face Hub or its "

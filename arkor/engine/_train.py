@@ -45,8 +45,9 @@ from arkor.engine._models import (
     check_4bit,
     load_model,
     load_tokenizer,
-    resolve_model,
+    resolve_located,
 )
+from arkor.engine._pinned import check_stack, pinned_model
 from arkor.engine._run import ADAPTER_DIRNAME, CHECKPOINTS_DIRNAME, TrainingOutcome, TrainingRun
 from arkor.errors import ArkorError
 
@@ -95,7 +96,11 @@ class LoraRecipe:
         placement = self.run.placement or choose_placement()
         if self.config.load_in_4bit:
             check_4bit(placement)
-        resolved = resolve_model(self.config.model)
+        stack, warnings = check_stack(self.config)
+        model = pinned_model(self.config)
+        resolved = resolve_located(
+            model.located, revision=model.pin.revision if model.pin is not None else None
+        )
         tokenizer = load_tokenizer(resolved)
         self.data = prepare_data(
             self.config,
@@ -105,9 +110,9 @@ class LoraRecipe:
         )
         set_seed(self.seed)
         base = load_model(resolved, placement, load_in_4bit=bool(self.config.load_in_4bit))
-        model = self.model = self._with_lora(base)
+        lora = self.model = self._with_lora(base)
         self.tokenizer = tokenizer
-        self.trainer = self._build_trainer(model, tokenizer, placement)
+        self.trainer = self._build_trainer(lora, tokenizer, placement)
         if self.run.resume and self.checkpoints_dir.is_dir():
             self.resume_from = get_last_checkpoint(str(self.checkpoints_dir))  # type: ignore[no-untyped-call]
         resumed = (
@@ -121,13 +126,17 @@ class LoraRecipe:
                     "device": placement.device,
                     "dtype": str(placement.dtype).removeprefix("torch."),
                     "trainableParameters": sum(
-                        p.numel() for p in model.parameters() if p.requires_grad
+                        p.numel() for p in lora.parameters() if p.requires_grad
                     ),
                     "trainRows": self.data.rows,
                     "evalRows": len(self.data.eval or ()),
                     "maxSteps": self.trainer.args.max_steps,
                     "dryRun": bool(self.config.dry_run),
                     **resumed,
+                    "modelPin": model.pin.to_wire() if model.pin is not None else None,
+                    "dataPin": self.data.pin or None,
+                    "stack": stack,
+                    **({"warnings": warnings} if warnings else {}),
                 },
             )
         )

@@ -1,15 +1,17 @@
 """Freeze a config into ``.arkor/build/manifest.json``.
 
 Validate, resolve (callbacks imported and digested, a local dataset checked and
-digested, defaults filled), then write the manifest atomically. A failed build raises
-before anything is written, so the previous manifest stays as it was.
+digested, defaults filled, the model, data and stack pinned: see ``_lock``), then write
+the manifest atomically. A failed build raises before anything is written, so the
+previous manifest stays as it was; with ``locked`` nothing is ever written, and a
+manifest that would change is an error.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from arkor._fs import atomic_write_text, sha256_file
@@ -32,9 +34,11 @@ from arkor.config import (
     format_key_path,
     load_config,
 )
+from arkor.errors import ManifestError
 from arkor.manifest._callbacks import ResolvedCallback, resolve_callbacks
 from arkor.manifest._check import dataset_file, dataset_file_issue
 from arkor.manifest._dataset import DatasetReport, default_mapping, inspect_dataset
+from arkor.manifest._lock import Change, manifest_changes, pin_moves, resolve_pins, upgrade_targets
 from arkor.manifest._manifest import (
     MANIFEST_VERSION,
     Manifest,
@@ -45,6 +49,7 @@ from arkor.manifest._manifest import (
     canonical_json,
     compute_digest,
     manifest_path_for,
+    read_manifest,
 )
 
 _ENV_NAME = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -59,6 +64,8 @@ class BuildResult:
     loaded: LoadedConfig
     changed: bool
     """False when the manifest on disk already had these exact bytes."""
+    moves: list[Change] = field(default_factory=list)
+    """The pins that moved since the previous manifest (``old → new``)."""
 
 
 def build(
@@ -67,6 +74,8 @@ def build(
     *,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    upgrade: Iterable[str] = (),
+    locked: bool = False,
 ) -> Path:
     """Validate and freeze the config; return the path of the manifest written.
 
@@ -74,7 +83,7 @@ def build(
     >>> arkor.build("arkor.toml", ["trainer.max_steps=10"])   # doctest: +SKIP
     PosixPath('/project/.arkor/build/manifest.json')
     """
-    return build_project(config, overrides, cwd=cwd, env=env).path
+    return build_project(config, overrides, cwd=cwd, env=env, upgrade=upgrade, locked=locked).path
 
 
 def build_project(
@@ -83,25 +92,84 @@ def build_project(
     *,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    upgrade: Iterable[str] = (),
+    locked: bool = False,
 ) -> BuildResult:
-    """Like :func:`build`, returning the manifest and loaded config as well."""
+    """Like :func:`build`, returning the manifest, the loaded config and the pins that moved.
+
+    ``upgrade`` names the pins to resolve again (``model``, ``data``); others are kept
+    while the config names the same thing. ``locked`` writes nothing, and raises a
+    :class:`ManifestError` when the manifest would change or a pin is unresolved.
+    """
+    targets = upgrade_targets(upgrade)
     loaded = load_config(config, overrides, cwd=cwd, env=env)
-    manifest = freeze(loaded)
     path = manifest_path_for(loaded.root)
+    previous = _previous(path)
+    manifest = freeze(loaded, previous, targets)
     text = canonical_json({**manifest.body(), "digest": manifest.digest})
-    changed = not path.is_file() or path.read_text(encoding="utf-8") != text
-    if changed:
+    old_text = path.read_text(encoding="utf-8") if path.is_file() else None
+    changed = old_text != text
+    old_body = previous.body() if previous is not None else None
+    moves = pin_moves(old_body, manifest.body())
+    if locked:
+        _check_locked(path, manifest, old_body if changed else manifest.body())
+    elif changed:
         atomic_write_text(path, text)
-    return BuildResult(path, manifest, loaded, changed)
+    return BuildResult(path, manifest, loaded, changed, moves)
 
 
-def freeze(loaded: LoadedConfig) -> Manifest:
-    """Resolve everything a run needs into a :class:`Manifest` (nothing is written)."""
+def _previous(path: Path) -> Manifest | None:
+    """The manifest a rebuild keeps pins from: the one on disk, if it reads as valid."""
+    if not path.is_file():
+        return None
+    try:
+        return read_manifest(path)
+    except ManifestError:
+        return None
+
+
+def _check_locked(path: Path, manifest: Manifest, old_body: dict[str, object] | None) -> None:
+    """``--locked``: refuse a manifest that would change, or that leaves a pin unresolved."""
+    if old_body is None and not path.is_file():
+        raise ManifestError(
+            f"There is no manifest at {path}, and --locked forbids writing one. Run "
+            "`arkor build` and commit the manifest."
+        )
+    changes = manifest_changes(old_body, manifest.body()) if old_body is not None else []
+    if old_body is None or changes:
+        listed = "; ".join(change.describe() for change in changes[:5]) or "it is unreadable"
+        more = f" (and {len(changes) - 5} more)" if len(changes) > 5 else ""
+        raise ManifestError(
+            f"The manifest {path} would change ({listed}{more}), and --locked forbids writing "
+            "it. Run `arkor build` (or `arkor build --upgrade`) and commit the manifest."
+        )
+    if manifest.unresolved:
+        raise ManifestError(
+            f"The manifest {path} leaves pins unresolved ({'; '.join(manifest.unresolved)}), "
+            "and --locked needs every pin resolved. Run `arkor build` where the model, the data "
+            "and the engine extra are all reachable, and commit the manifest."
+        )
+
+
+def freeze(
+    loaded: LoadedConfig,
+    previous: Manifest | None = None,
+    upgrade: frozenset[str] = frozenset(),
+) -> Manifest:
+    """Resolve everything a run needs into a :class:`Manifest` (nothing is written).
+
+    Pins come from ``previous`` where the config still names the same model and data,
+    except those named in ``upgrade``.
+    """
     trainer = loaded.config.trainer
     raw = loaded.raw
     callbacks = resolve_callbacks(trainer.callbacks, raw)
     dataset, dataset_entry, report = _freeze_dataset(loaded)
-    job = JobCreate(name=trainer.name, config=job_config_for(trainer, dataset, report))
+    pins = resolve_pins(loaded, dataset, previous, upgrade)
+    config = job_config_for(trainer, pins.dataset_source, report).model_copy(
+        update={"model_pin": pins.model_pin, "build_stack": pins.build_stack}
+    )
+    job = JobCreate(name=trainer.name, config=config)
     body = Manifest(
         manifest_version=MANIFEST_VERSION,
         arkor_version=__version__,
@@ -117,6 +185,7 @@ def freeze(loaded: LoadedConfig) -> Manifest:
         secrets=_secrets(loaded),
         overrides=list(loaded.overrides),
         cloud_url=loaded.config.cloud.url,
+        unresolved=pins.unresolved,
         digest="",
     )
     return body.model_copy(update={"digest": compute_digest(body.body())})
@@ -195,6 +264,7 @@ def job_config_for(
         train_on_responses_only=trainer.train_on_responses_only,
         seed=trainer.seed,
         dry_run=trainer.dry_run,
+        strict_stack=trainer.strict_stack,
     )
 
 

@@ -1,9 +1,11 @@
 """The build manifest: a lockfile for one fine-tuning run.
 
 Canonical JSON (sorted keys, fixed separators, trailing newline) with a format version,
-the Arkor version, the sources and their sha256, the wire job config, the callbacks and
-their module digests, the dataset digest, and a digest over all of it. The reader
-verifies the digest and version and reports staleness against the files on disk.
+the Arkor version, the sources and their sha256, the wire job config with its pins (the
+model's Hub commit or file digests, the data's commit or digest, the training stack's
+versions), the callbacks and their module digests, the pins build could not resolve, and
+a digest over all of it. The reader verifies the digest and version and reports
+staleness against the files on disk.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from arkor._fs import sha256_bytes, sha256_file
 from arkor.cloud import JobCreate
 from arkor.errors import ManifestError
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 MANIFEST_RELATIVE_PATH = Path(".arkor") / "build" / "manifest.json"
 
 
@@ -80,6 +82,8 @@ class Manifest(_ManifestPart):
     secrets: list[ManifestSecret]
     overrides: list[str]
     cloud_url: str | None = None
+    unresolved: list[str]
+    """One line per pin build could not resolve (``model: ...``, ``data: ...``, ``stack: ...``)."""
     digest: str
 
     def body(self) -> dict[str, Any]:
@@ -155,6 +159,12 @@ def read_manifest(path: str | Path | None = None, *, verify: bool = True) -> Man
         raise ManifestError(
             f"The manifest {manifest_path} has format version {version}, newer than this Arkor "
             f"reads ({MANIFEST_VERSION}). Upgrade arkor, or rebuild it with `arkor build`."
+        )
+    if isinstance(version, int) and version < MANIFEST_VERSION:
+        raise ManifestError(
+            f"The manifest {manifest_path} has format version {version}, from an older Arkor "
+            "that pinned neither the model nor the training stack. Run `arkor build` to "
+            "re-lock it."
         )
     try:
         manifest = Manifest.model_validate(data)
