@@ -26,11 +26,13 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 @pytest.fixture(autouse=True)
 def isolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A temporary ARKOR_HOME and working folder, CI=1 and NO_COLOR=1 for every test."""
+    """A temporary ARKOR_HOME, Hub cache and working folder, CI=1 and NO_COLOR=1 for every test."""
     home = tmp_path / "arkor-home"
     project = tmp_path / "project"
     project.mkdir()
     monkeypatch.setenv("ARKOR_HOME", str(home))
+    # builds pin Hub ids from this cache: an empty one, whatever this machine has downloaded
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-hub-cache"))
     monkeypatch.setenv("CI", "1")
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "120")

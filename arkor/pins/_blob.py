@@ -25,10 +25,14 @@ class BlobPin:
     last_modified: str | None = None
 
 
-def pin_blob(url: str, token: str | None, *, limit: int = BLOB_HASH_LIMIT) -> BlobPin:
-    """Fetch ``url`` and pin it; raises :class:`~arkor.pins._hub.Unresolved` when it can't be read."""
+def pin_blob(url: str, token: str | None, *, limit: int | None = None) -> BlobPin:
+    """Fetch ``url`` and pin it; raises :class:`~arkor.pins._hub.Unresolved` when it can't be read.
+
+    ``limit`` (default :data:`BLOB_HASH_LIMIT`) is how many bytes to hash at most.
+    """
     import httpx
 
+    limit = BLOB_HASH_LIMIT if limit is None else limit
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     digest = hashlib.sha256()
     read = 0
@@ -53,7 +57,7 @@ def _by_headers(headers: httpx.Headers, limit: int) -> BlobPin:
     modified = headers.get("last-modified")
     if etag is None and modified is None:
         raise Unresolved(
-            f"it is over {limit >> 20} MiB, too large to hash at build, and the server sends no "
+            f"it is over {limit:,} bytes, too large to hash at build, and the server sends no "
             "ETag or Last-Modified header"
         )
     return BlobPin(etag=etag, last_modified=None if etag else modified)

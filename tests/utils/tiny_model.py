@@ -27,7 +27,12 @@ CORPUS = [
 
 
 def build_tiny_model(
-    folder: Path, *, vocab_size: int = 400, seed: int = 0, corpus: Iterable[str] = CORPUS
+    folder: Path,
+    *,
+    vocab_size: int = 400,
+    seed: int = 0,
+    corpus: Iterable[str] = CORPUS,
+    layers: int = 2,
 ) -> Path:
     """Write a tokenizer and a random tiny Llama to ``folder``; return the folder.
 
@@ -61,7 +66,7 @@ def build_tiny_model(
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
