@@ -194,6 +194,11 @@ def _looks_like_path(model: str) -> bool:
 
 
 def _load(loader: Any, resolved: ResolvedModel, **kwargs: Any) -> Any:
+    if resolved.kind == "hub":
+        from arkor.pins import hub_cache_dir
+
+        # the cache the pin was resolved in, as the environment names it now
+        kwargs["cache_dir"] = str(hub_cache_dir())
     if resolved.revision is not None:
         kwargs["revision"] = resolved.revision
     try:

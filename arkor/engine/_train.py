@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,18 +61,22 @@ DRY_RUN_MAX_STEPS = 5
 def train(run: TrainingRun) -> TrainingOutcome:
     """Run the job to its end and report every stage as an event (see the module docstring)."""
     recipe = LoraRecipe(run)
-    try:
-        recipe.setup()
-        if run.stop.is_set():
-            return recipe.finish_cancelled()
-        recipe.train()
-        if run.stop.is_set():
-            return recipe.finish_cancelled()
-        return recipe.finish_completed()
-    except Exception as error:  # every failure becomes a training.failed event
-        return recipe.finish_failed(error)
-    finally:
-        recipe.cleanup()
+    with warnings.catch_warnings():
+        # Saving the adapter of a Hub model, peft asks the Hub whether the base's vocabulary
+        # was resized; Arkor never resizes it, and offline the question only prints a warning.
+        warnings.filterwarnings("ignore", "Could not find a config file in", UserWarning)
+        try:
+            recipe.setup()
+            if run.stop.is_set():
+                return recipe.finish_cancelled()
+            recipe.train()
+            if run.stop.is_set():
+                return recipe.finish_cancelled()
+            return recipe.finish_completed()
+        except Exception as error:  # every failure becomes a training.failed event
+            return recipe.finish_failed(error)
+        finally:
+            recipe.cleanup()
 
 
 class LoraRecipe:
