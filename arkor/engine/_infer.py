@@ -68,6 +68,8 @@ class GenerationRequest:
     max_tokens: int = 256
     seed: int | None = None
     """Makes sampling reproducible without touching torch's global RNG."""
+    base_revision: str | None = None
+    """The Hub commit to load a Hub id at (the one its adapter was trained on); None: the branch."""
 
     def __post_init__(self) -> None:
         if not self.messages:
@@ -179,7 +181,7 @@ class InferenceEngine:
 
     def _prepare(self, request: GenerationRequest) -> _Job:
         """Load what the request needs and render its prompt, so errors surface before tokens."""
-        base = self._base(request.base_model)
+        base = self._base(request.base_model, request.base_revision)
         adapter = request.adapter_path.resolve() if request.adapter_path else None
         with base.lock:
             prompt = base.encode(request.messages)
@@ -215,12 +217,13 @@ class InferenceEngine:
                 self._adapter_loads += 1
         return name
 
-    def _base(self, key: str) -> _Base:
-        """The cached base named ``key``, loading it (once, even when asked concurrently).
+    def _base(self, name: str, revision: str | None = None) -> _Base:
+        """The cached base ``name`` (at ``revision``), loading it once, even when asked concurrently.
 
         Bases are cached by the name requests give, so resolving a name (a model store
         lookup, a ``.gguf`` file's digest) costs only on a miss.
         """
+        key = _base_key(name, revision)
         with self._lock:
             if (base := self._cached(key)) is not None:
                 return base
@@ -231,7 +234,7 @@ class InferenceEngine:
                     return base
                 placement = self._placement = self._placement or choose_placement()
             try:
-                base = _Base(resolve_model(key), placement, self._max_adapters)
+                base = _Base(resolve_model(name, revision=revision), placement, self._max_adapters)
             except BaseException:
                 with self._lock:
                     self._loading.pop(key, None)
@@ -254,9 +257,14 @@ class InferenceEngine:
 
     def _forget(self, base: _Base) -> None:
         with self._lock:
-            key = base.resolved.requested
+            key = _base_key(base.resolved.requested, base.resolved.revision)
             if self._bases.get(key) is base:
                 del self._bases[key]
+
+
+def _base_key(name: str, revision: str | None) -> str:
+    """How a base is cached: by its name, and the commit for a Hub id loaded at one."""
+    return name if revision is None else f"{name}@{revision}"
 
 
 @dataclass(frozen=True)

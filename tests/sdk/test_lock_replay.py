@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from arkor.pins import installed_stack
+from tests.sdk.conftest import FAST_RUN, recorded
 from tests.utils.cli import CliRunner
 from tests.utils.hub import HubCache
 from tests.utils.ports import unused_arkor_port
@@ -96,3 +97,56 @@ def test_a_store_entry_changed_after_the_build_is_refused(
     assert f"The model `{HUB_ID}` (a model store entry at {stored.path}) is not the one" in output
     assert "model.safetensors changed since `arkor build`" in output
     assert "run `arkor build` to re-lock the manifest" in output
+
+
+def test_chat_with_a_checkpoint_loads_the_base_at_the_pinned_commit(
+    trained_project: Path, cli: CliRunner, tiny_model: Path
+) -> None:
+    """The branch names a commit that is not in the cache: only the pinned one can answer."""
+    cache = HubCache(Path(os.environ["HF_HUB_CACHE"]))
+    cache.add_commit("model", HUB_ID, tiny_model)
+    args = ["build", "--set", f"trainer.model={HUB_ID}"]
+    for override in FAST_RUN:
+        args += ["--set", override]
+    assert cli(*args).exit_code == 0
+    cache.move_branch("model", HUB_ID, "f" * 40)
+
+    result = cli("start")
+    assert result.exit_code == 0, result.stderr + result.stdout
+    checkpoints = [entry for entry in recorded(trained_project) if entry["kind"] == "checkpoint"]
+    assert [entry["status"] for entry in checkpoints] == [200, 200]
+
+
+def built_on_another_stack(cli: CliRunner, tiny_model: Path, *overrides: str) -> dict[str, str]:
+    """Build as if transformers were 4.0.0 here; return the real stack the worker will have."""
+    import arkor.pins
+
+    stack = installed_stack()
+    assert stack is not None
+    args = ["build", "--set", f"trainer.model={tiny_model}"]
+    for override in (*FAST_RUN, *overrides):
+        args += ["--set", override]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(arkor.pins, "installed_stack", lambda: {**stack, "transformers": "4.0.0"})
+        assert cli(*args).exit_code == 0
+    return stack
+
+
+def test_a_stack_mismatch_is_a_warning_in_the_output(
+    trained_project: Path, cli: CliRunner, tiny_model: Path
+) -> None:
+    stack = built_on_another_stack(cli, tiny_model)
+    result = cli("start")
+    assert result.exit_code == 0, result.stderr + result.stdout
+    warning = f"warning: The training stack differs from the build's (transformers 4.0.0 at build, {stack['transformers']} here)"
+    assert warning in result.stdout
+
+
+def test_a_stack_mismatch_fails_the_run_when_strict(
+    trained_project: Path, cli: CliRunner, tiny_model: Path
+) -> None:
+    built_on_another_stack(cli, tiny_model, "trainer.strict_stack=true")
+    result = cli("start")
+    assert result.exit_code == 1
+    assert "Refusing to train: this worker's training stack differs" in result.stdout
+    assert [entry["kind"] for entry in recorded(trained_project)] == ["failed"]

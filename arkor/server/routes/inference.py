@@ -38,11 +38,12 @@ _ADAPTER_CONFIG = "adapter_config.json"
 async def chat(
     request: Request, plane: PlaneDep, project: ProjectDep, body: InferenceRequest
 ) -> Response:
-    base_model, adapter_path, model_name = await in_thread(
+    base_model, base_revision, adapter_path, model_name = await in_thread(
         _resolve, plane=plane, project=project, body=body
     )
     payload: dict[str, Any] = {
         "baseModel": base_model,
+        "baseRevision": base_revision,
         "adapterPath": str(adapter_path) if adapter_path else None,
         "model": model_name,
         "messages": [message.model_dump() for message in body.messages],
@@ -96,13 +97,17 @@ async def _relay(upstream: httpx.Response) -> AsyncIterator[bytes]:
 
 def _resolve(
     *, plane: Plane, project: ProjectRow, body: InferenceRequest
-) -> tuple[str, Path | None, str]:
-    """The base model, the adapter folder and the model name the answer reports."""
+) -> tuple[str, str | None, Path | None, str]:
+    """The base model, its Hub commit, the adapter folder and the model name the answer reports.
+
+    An adapter's own base loads at the commit its job's manifest pinned, so a Hub branch
+    that moved since never puts the adapter on other weights.
+    """
     adapter = body.adapter
     if adapter is None:
         if not body.base_model:
             raise ApiError(422, "Give `adapter` (a job's adapter) or `baseModel` to chat with.")
-        return body.base_model, None, body.base_model
+        return body.base_model, None, None, body.base_model
     job = store.get_job(db=plane.db, job_id=adapter.job_id, project_id=project.id)
     if job is None:
         raise not_found(f"Job `{adapter.job_id}`")
@@ -115,8 +120,11 @@ def _resolve(
     else:
         folder = _checkpoint(output / CHECKPOINTS_DIRNAME, adapter.step, job.id)
         name = f"{job.id}/{folder.name}"
-    base = body.base_model or job.to_wire().config.model
-    return base, folder, name
+    config = job.to_wire().config
+    base = body.base_model or config.model
+    pin = config.model_pin
+    revision = pin.revision if pin is not None and base == config.model else None
+    return base, revision, folder, name
 
 
 def _checkpoint(root: Path, step: int | None, job_id: str) -> Path:
