@@ -13,6 +13,7 @@ from arkor.config._load import (
     discover_config,
     has_arkor_table,
     load_raw,
+    resolve_env,
 )
 from arkor.config._models import (
     CALLBACK_PATTERN,
@@ -74,6 +75,7 @@ __all__ = [
     "load_raw",
     "load_shipped_schema",
     "render_schema",
+    "resolve_env",
     "schema_issues",
     "shipped_schema_path",
 ]

@@ -21,6 +21,7 @@ from arkor.config._limits import DEPTH_HINT, MAX_EXTENDS, toml_nesting_overflow,
 from arkor.config._models import SECRET_FIELDS
 from arkor.config._toml_positions import Position, toml_positions
 from arkor.config._yaml import parse_yaml
+from arkor.errors import UsageError
 
 CONFIG_FILENAMES = ("arkor.toml", "arkor.yaml", "arkor.yml")
 PYPROJECT = "pyproject.toml"
@@ -528,3 +529,23 @@ def describe_value(value: Any) -> str:
     if value is None:
         return "null"
     return type(value).__name__
+
+
+def resolve_env(value: str, where: str) -> str:
+    """Fill the ``${env:NAME}`` references a secret-bearing value kept, from the environment.
+
+    Only at the moment the secret is used (``arkor start``, a build fetching a URL), never
+    into anything written down. ``where`` names the key for the error.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        name = match[1]
+        found = os.environ.get(name)
+        if found is None:
+            raise UsageError(
+                f"{where} needs the environment variable {name}, which is not set. Export it "
+                f"(e.g. `export {name}=...`) and run again."
+            )
+        return found
+
+    return re.sub(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", replace, value)

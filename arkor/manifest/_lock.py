@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arkor.cloud import (
     BlobDatasetSource,
@@ -21,12 +21,14 @@ from arkor.cloud import (
     JobConfig,
     ModelPin,
 )
-from arkor.config import ConfigError, ConfigIssue, LoadedConfig
-from arkor.errors import ArkorError, UsageError
+from arkor.config import ConfigError, ConfigIssue, LoadedConfig, resolve_env
+from arkor.errors import UsageError
 from arkor.manifest._manifest import Manifest
 
+if TYPE_CHECKING:
+    from arkor.pins import DigestCache
+
 UPGRADE_TARGETS = ("model", "data")
-_ENV_REFERENCE = r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}"
 
 
 @dataclass
@@ -79,7 +81,7 @@ def _model_pin(
     loaded: LoadedConfig,
     before: JobConfig | None,
     upgrade: bool,
-    cache: Any,
+    cache: DigestCache,
     unresolved: list[str],
 ) -> ModelPin | None:
     from arkor.engine._models import ModelError, locate_model
@@ -149,28 +151,16 @@ def _data_pin(
                 update={"sha256": old.sha256, "etag": old.etag, "last_modified": old.last_modified}
             )
         try:
-            pin = pin_blob(_filled(source.url), _filled(source.token) if source.token else None)
-        except (Unresolved, ArkorError) as error:
+            url = resolve_env(source.url, "trainer.dataset.url")
+            token = resolve_env(source.token, "trainer.dataset.token") if source.token else None
+            pin = pin_blob(url, token)
+        except (Unresolved, UsageError) as error:
             unresolved.append(f"data: {error}")
             return source
         return source.model_copy(
             update={"sha256": pin.sha256, "etag": pin.etag, "last_modified": pin.last_modified}
         )
     return source
-
-
-def _filled(value: str) -> str:
-    """``${env:NAME}`` references filled in, for fetching at build (never written down)."""
-    import os
-    import re
-
-    def replace(match: re.Match[str]) -> str:
-        found = os.environ.get(match[1])
-        if found is None:
-            raise ArkorError(f"the environment variable {match[1]} it needs is not set")
-        return found
-
-    return re.sub(_ENV_REFERENCE, replace, value)
 
 
 @dataclass(frozen=True)

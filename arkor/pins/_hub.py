@@ -14,11 +14,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import httpx
 
 RepoType = Literal["model", "dataset"]
 DEFAULT_ENDPOINT = "https://huggingface.co"
-_TIMEOUT_S = 10.0
+_TIMEOUT = (10.0, 3.0)
+"""Seconds to wait for an answer, and for a connection: a build offline should not hang."""
 _COMMIT_LENGTH = 40
 
 
@@ -111,7 +115,7 @@ def hub_revision(repo_type: RepoType, repo_id: str, branch: str = "main") -> str
     token = _token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(url, headers=headers, timeout=_TIMEOUT_S, follow_redirects=True)
+        response = httpx.get(url, headers=headers, timeout=_timeout(), follow_redirects=True)
     except httpx.HTTPError as error:
         raise Unresolved(f"the Hub could not be reached ({type(error).__name__})") from None
     if response.status_code == 404:
@@ -160,12 +164,18 @@ def fetch_file(repo_id: str, sha: str, filename: str) -> bytes | None:
         response = httpx.get(
             f"{_endpoint()}/{repo_id}/resolve/{sha}/{filename}",
             headers=headers,
-            timeout=_TIMEOUT_S,
+            timeout=_timeout(),
             follow_redirects=True,
         )
     except httpx.HTTPError:
         return None
     return response.content if response.is_success else None
+
+
+def _timeout() -> httpx.Timeout:
+    import httpx
+
+    return httpx.Timeout(_TIMEOUT[0], connect=_TIMEOUT[1])
 
 
 def _is_commit(text: str) -> bool:

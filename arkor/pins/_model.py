@@ -7,6 +7,9 @@ that changed since the build.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from arkor.cloud import ModelPin
 from arkor.engine._models import LocatedModel, ModelError, locate_model
 from arkor.engine._store import GGUF_CACHE_NAME, ModelStore
@@ -95,14 +98,10 @@ def _hub_template(repo_id: str, sha: str) -> str | None:
             return cached
     jinja = fetch_file(repo_id, sha, "chat_template.jinja")
     if jinja is not None:
-        import hashlib
-
         return hashlib.sha256(jinja).hexdigest()
     config = fetch_file(repo_id, sha, "tokenizer_config.json")
     if config is None:
         return None
-    import json
-
     try:
         return template_sha256(json.loads(config).get("chat_template"))
     except (ValueError, AttributeError):

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -35,13 +34,19 @@ from arkor.cloud import (
     TrainingJob,
     follow_event_batches,
 )
-from arkor.config import BlobDataset, ConfigError, ConfigIssue, FileDataset, Location
+from arkor.config import (
+    BlobDataset,
+    ConfigError,
+    ConfigIssue,
+    FileDataset,
+    Location,
+    resolve_env,
+)
 from arkor.config import Trainer as TrainerSpec
 from arkor.errors import ArkorError, UsageError
 from arkor.sdk._dispatch import Callback, Dispatcher, check_callback_names
 from arkor.sdk._session import Session, open_session
 
-_ENV_REFERENCE = "${env:"
 
 
 class WaitAborted(ArkorError):
@@ -368,20 +373,3 @@ def create_trainer(
         cloud_url=cloud_url,
         cwd=cwd,
     )
-
-
-def resolve_env(value: str, where: str) -> str:
-    """Fill ``${env:NAME}`` references from the environment, at start time only."""
-    import re
-
-    def replace(match: re.Match[str]) -> str:
-        name = match[1]
-        found = os.environ.get(name)
-        if found is None:
-            raise UsageError(
-                f"{where} needs the environment variable {name}, which is not set. Export it "
-                f"(e.g. `export {name}=...`) and run again."
-            )
-        return found
-
-    return re.sub(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", replace, value)

@@ -147,6 +147,9 @@ def test_an_unresolved_model_is_one_line_and_does_not_fail_the_build(
     notes = [line for line in out.splitlines() if line.startswith("! Not pinned")]
     assert len(notes) == 1
     assert "HF_HUB_OFFLINE is set" in notes[0]
+    as_json = json.loads(cli("build", "--json").stdout)
+    assert as_json["unresolved"] == data["unresolved"]
+    assert as_json["moved"] == []
 
 
 def test_a_model_folder_is_pinned_by_the_digests_of_its_files(
