@@ -138,7 +138,10 @@ class LoraRecipe:
                     "maxSteps": self.trainer.args.max_steps,
                     "dryRun": bool(self.config.dry_run),
                     **resumed,
-                    "modelPin": model.pin.to_wire() if model.pin is not None else None,
+                    # the digest, not every file's: the manifest lists those, events stay small
+                    "modelPin": model.pin.model_copy(update={"files": None}).to_wire()
+                    if model.pin is not None
+                    else None,
                     "dataPin": self.data.pin or None,
                     "stack": stack,
                     **({"warnings": warnings} if warnings else {}),

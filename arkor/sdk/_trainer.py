@@ -48,7 +48,6 @@ from arkor.sdk._dispatch import Callback, Dispatcher, check_callback_names
 from arkor.sdk._session import Session, open_session
 
 
-
 class WaitAborted(ArkorError):
     """``wait()`` was stopped through its abort handle; the job itself goes on."""
 
