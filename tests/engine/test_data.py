@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from arkor._fs import sha256_file
 from arkor.cloud import FileDatasetSource, JobConfig
 from arkor.engine import _data
 from arkor.engine._data import (
@@ -77,8 +78,9 @@ def job(source: dict[str, Any], **settings: Any) -> JobConfig:
 
 
 def prepare_file(tokenizer: Any, path: Path, cache_dir: Path, **settings: Any) -> PreparedData:
-    """Prepare a local ``file`` source, as the worker does with an uploaded file."""
-    source = {"type": "file", "path": path.name, "sha256": "0" * 64}
+    """Prepare a local ``file`` source, as the worker does with an uploaded file (pinned by build)."""
+    pin = sha256_file(path)[0] if path.is_file() else None
+    source = {"type": "file", "path": path.name, "sha256": pin}
     return prepare_data(job(source, **settings), tokenizer, dataset_file=path, cache_dir=cache_dir)
 
 

@@ -3,6 +3,7 @@ command's output, no log or other file of the plane or the project."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from pathlib import Path
@@ -89,7 +90,13 @@ def test_the_token_reaches_the_worker_and_no_answer_or_file(
         state = plane.settings.state_dir
 
     assert f"Bearer {token}" in blob_server.authorizations, "the worker sent the token"
-    assert summary["job"]["config"]["datasetSource"] == {"type": "blob", "url": url, "token": "***"}
+    pinned = hashlib.sha256(toy_dataset()).hexdigest()
+    assert summary["job"]["config"]["datasetSource"] == {
+        "type": "blob",
+        "url": url,
+        "token": "***",
+        "sha256": pinned,
+    }
     assert token not in started.stdout + started.stderr
     for result in shown:
         assert result.exit_code == 0, result.stderr
