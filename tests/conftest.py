@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.utils.cli import CliRunner
+from tests.utils.hub import HubCache, LoopbackHub, loopback_hub
 from tests.utils.requires import need
 
 # No test may reach the HuggingFace Hub; set before any HF library reads these.
@@ -74,3 +75,18 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
     """Run ``arkor`` in-process through its real entry point and capture what it prints."""
     return CliRunner(capsys)
+
+
+@pytest.fixture
+def hub_cache(isolation: Path) -> HubCache:
+    """This test's Hugging Face Hub cache (``HF_HUB_CACHE``), empty at the start."""
+    return HubCache(Path(os.environ["HF_HUB_CACHE"]))
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHub]:
+    """Online, against a Hub on loopback that knows only the branches a test gives it."""
+    with loopback_hub() as server:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        yield server

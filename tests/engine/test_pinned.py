@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -47,11 +46,10 @@ def failure(sink: ListSink) -> str:
 
 
 @pytest.fixture
-def two_commits(tiny_model: Path, tmp_path: Path) -> tuple[str, str]:
+def two_commits(tiny_model: Path, tmp_path: Path, hub_cache: HubCache) -> tuple[str, str]:
     """``HUB_ID`` in the Hub cache: a 2-layer commit, then a 1-layer one that ``main`` names."""
-    cache = HubCache(Path(os.environ["HF_HUB_CACHE"]))
-    first = cache.add_commit("model", HUB_ID, tiny_model)
-    second = cache.add_commit("model", HUB_ID, build_tiny_model(tmp_path / "b", layers=1))
+    first = hub_cache.add_commit("model", HUB_ID, tiny_model)
+    second = hub_cache.add_commit("model", HUB_ID, build_tiny_model(tmp_path / "b", layers=1))
     return first, second
 
 

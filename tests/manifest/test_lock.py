@@ -5,7 +5,6 @@ refuses any change."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from arkor.engine import ModelStore
 from arkor.manifest import MANIFEST_RELATIVE_PATH, compute_digest
 from tests.utils.blobs import BlobServer, serving_blobs
 from tests.utils.cli import CliRunner
-from tests.utils.hub import HubCache, LoopbackHub, loopback_hub
+from tests.utils.hub import HubCache, LoopbackHub
 from tests.utils.projects import CHAT_ROW, MINIMAL_TOML, minimal_project
 from tests.utils.requires import need
 
@@ -52,19 +51,6 @@ def build(cli: CliRunner, *args: str) -> str:
     result = cli("build", *args)
     assert result.exit_code == 0, result.stderr
     return result.stdout
-
-
-@pytest.fixture
-def hub_cache() -> HubCache:
-    return HubCache(Path(os.environ["HF_HUB_CACHE"]))
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHub]:
-    with loopback_hub() as server:
-        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        yield server
 
 
 @pytest.fixture

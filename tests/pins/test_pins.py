@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,25 +20,11 @@ from arkor.pins import (
     resolve_revision,
     stack_differences,
 )
-from tests.utils.hub import HubCache, LoopbackHub, loopback_hub
+from tests.utils.hub import HubCache, LoopbackHub
 from tests.utils.ports import free_port
 
 COMMIT_A = "a" * 40
 COMMIT_B = "b" * 40
-
-
-@pytest.fixture
-def hub_cache() -> HubCache:
-    return HubCache(Path(os.environ["HF_HUB_CACHE"]))
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHub]:
-    """Online, against a Hub on loopback."""
-    with loopback_hub() as server:
-        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        yield server
 
 
 def small_repo(folder: Path, weights: bytes = b"weights") -> Path:

@@ -4,7 +4,6 @@ moves, `arkor jobs show` says what it trained with, and `--upgrade-model` moves 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -52,9 +51,9 @@ def start(cli: CliRunner) -> dict[str, Any]:
 
 
 def test_replay_trains_the_pinned_commit_and_upgrade_moves_it(
-    project: Path, cli: CliRunner, tiny_model: Path, tmp_path: Path
+    project: Path, cli: CliRunner, tiny_model: Path, tmp_path: Path, hub_cache: HubCache
 ) -> None:
-    cache = HubCache(Path(os.environ["HF_HUB_CACHE"]))
+    cache = hub_cache
     first = cache.add_commit("model", HUB_ID, tiny_model)
     minimal_project(project, CONFIG, rows=8)
     assert cli("build").exit_code == 0
@@ -100,10 +99,10 @@ def test_a_store_entry_changed_after_the_build_is_refused(
 
 
 def test_chat_with_a_checkpoint_loads_the_base_at_the_pinned_commit(
-    trained_project: Path, cli: CliRunner, tiny_model: Path
+    trained_project: Path, cli: CliRunner, tiny_model: Path, hub_cache: HubCache
 ) -> None:
     """The branch names a commit that is not in the cache: only the pinned one can answer."""
-    cache = HubCache(Path(os.environ["HF_HUB_CACHE"]))
+    cache = hub_cache
     cache.add_commit("model", HUB_ID, tiny_model)
     args = ["build", "--set", f"trainer.model={HUB_ID}"]
     for override in FAST_RUN:

@@ -13,13 +13,12 @@ import hashlib
 import json
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+
+from tests.utils.loopback import QuietHandler, serving
 
 
 @dataclass
@@ -77,7 +76,7 @@ class LoopbackHub:
 def loopback_hub() -> Iterator[LoopbackHub]:
     state = LoopbackHub()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             state.requests.append(self.path)
             parts = self.path.split("/")
@@ -94,16 +93,6 @@ def loopback_hub() -> Iterator[LoopbackHub]:
                     return
             self.send_error(404)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
