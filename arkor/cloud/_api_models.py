@@ -132,6 +132,59 @@ class ChatCompletionChunk(OpenAIModel):
     usage: CompletionUsage | None = None
 
 
+class ChatCompletionRequestMessage(OpenAIModel):
+    """A message as OpenAI clients send it: text, or a list of text parts."""
+
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        """The message's text, its text parts joined."""
+        if isinstance(self.content, list):
+            return "".join(
+                str(part.get("text", "")) for part in self.content if part.get("type") == "text"
+            )
+        return self.content or ""
+
+
+class ChatCompletionRequest(OpenAIModel):
+    """The body of a deployment's ``POST /v1/chat/completions``, as OpenAI clients send it.
+
+    ``model`` is ignored (the deployment decides the model). Settings this server does not
+    act on yet (``tools``, ``n`` > 1, ``stop``, a non-text ``response_format``) are refused
+    with a clear 400 rather than ignored; other unknown fields are ignored, as OpenAI's
+    clients send many.
+    """
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+    messages: list[ChatCompletionRequestMessage] = Field(min_length=1)
+    model: str | None = None
+    stream: bool = False
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=1 << 20)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=1 << 20)
+    seed: int | None = None
+    n: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None
+
+    def unsupported(self) -> str | None:
+        """Why this request cannot be answered as asked, or None."""
+        if self.tools:
+            return "`tools` (function calling) is not supported by Arkor deployments yet."
+        if self.n is not None and self.n > 1:
+            return "`n` greater than 1 is not supported: ask once per answer."
+        if self.stop:
+            return "`stop` sequences are not supported yet."
+        kind = (self.response_format or {}).get("type", "text")
+        if kind != "text":
+            return f"`response_format` of type `{kind}` is not supported yet."
+        return None
+
+
 # --- auth, identity, projects, jobs, uploads (PROTOCOL.md) ------------------------------
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +41,20 @@ from arkor.cloud._api_models import (
     UploadEnvelope,
 )
 from arkor.cloud._credentials import Credentials, normalize_url, plane_url
+from arkor.cloud._deployments import (
+    CreateDeploymentInput,
+    CreateDeploymentKeyInput,
+    CreateDeploymentKeyResult,
+    DeploymentDto,
+    DeploymentEnvelope,
+    DeploymentKeyDto,
+    DeploymentKeyList,
+    DeploymentList,
+    DeploymentRun,
+    DeploymentRunList,
+    DeploymentScope,
+    UpdateDeploymentInput,
+)
 from arkor.cloud._errors import (
     CloudApiError,
     NotFoundError,
@@ -287,13 +301,46 @@ class CloudApiClient:
         return _parse(ArtifactList, response).artifacts
 
     def download_artifact(
-        self, scope: ProjectScope, job_id: str, path: str, destination: Path
+        self,
+        scope: ProjectScope,
+        job_id: str,
+        path: str,
+        destination: Path,
+        *,
+        progress: Callable[[int], None] | None = None,
     ) -> Path:
-        """Stream one artifact into ``destination``, which appears only once complete."""
+        """Stream one artifact into ``destination``, which appears only once complete.
+
+        When the plane sends the file's sha256 (``X-Content-Sha256``), bytes that do not
+        match it are refused and nothing is written. ``progress`` hears each chunk's size.
+        """
+        import hashlib
+
+        from arkor.errors import ArkorError
+
         url = f"{_job_path(job_id)}/artifacts/{quote(path, safe='/')}"
         destination.parent.mkdir(parents=True, exist_ok=True)
         with self._stream("GET", url, params=_scope(scope)) as response:
-            atomic_write_chunks(destination, response.iter_bytes())
+            expected = response.headers.get("X-Content-Sha256")
+            digest = hashlib.sha256()
+
+            def checked() -> Iterator[bytes]:
+                for chunk in response.iter_bytes():
+                    digest.update(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+                    yield chunk
+                if expected is not None and digest.hexdigest() != expected.strip().lower():
+                    raise ArkorError(
+                        f"The artifact `{path}` of job `{job_id}` arrived corrupted from the "
+                        f"plane at {self.base_url}: its bytes hash to sha256 "
+                        f"{digest.hexdigest()}, and the plane sent {expected.strip()}. Nothing "
+                        "was written. Download it again; if it keeps failing, something between "
+                        "you and the plane (a proxy) alters the transfer, or the file changed "
+                        "on the plane while it was sent."
+                    )
+
+            atomic_write_chunks(destination, checked())
         return destination
 
     def upload(self, scope: ProjectScope, data: bytes, *, filename: str | None = None) -> Upload:
@@ -350,6 +397,68 @@ class CloudApiClient:
             retry=False,
         ) as response:
             yield response
+
+    # --- deployments --------------------------------------------------------------------
+
+    def list_deployments(self, scope: DeploymentScope) -> list[DeploymentDto]:
+        """The project's deployments, newest first."""
+        response = self._call("GET", "/v1/endpoints", params=_scope(scope))
+        return _parse(DeploymentList, response).deployments
+
+    def get_deployment(self, scope: DeploymentScope, ref: str) -> DeploymentDto:
+        """One deployment, by id or slug."""
+        response = self._call("GET", _endpoint_path(ref), params=_scope(scope))
+        return _parse(DeploymentEnvelope, response).deployment
+
+    def create_deployment(
+        self, scope: DeploymentScope, deployment: CreateDeploymentInput
+    ) -> DeploymentDto:
+        """Deploy; :class:`~arkor.cloud.ConflictError` (409) when the slug is taken."""
+        response = self._call(
+            "POST", "/v1/endpoints", params=_scope(scope), json=deployment.to_wire(), retry=False
+        )
+        return _parse(DeploymentEnvelope, response).deployment
+
+    def update_deployment(
+        self, scope: DeploymentScope, ref: str, changes: UpdateDeploymentInput
+    ) -> DeploymentDto:
+        """Change what ``changes`` sets (target, enabled, auth mode, retention); the URL stays."""
+        response = self._call(
+            "PATCH", _endpoint_path(ref), params=_scope(scope), json=changes.to_wire()
+        )
+        return _parse(DeploymentEnvelope, response).deployment
+
+    def delete_deployment(self, scope: DeploymentScope, ref: str) -> None:
+        """Delete a deployment, its keys and its runs."""
+        self._call("DELETE", _endpoint_path(ref), params=_scope(scope))
+
+    def list_deployment_keys(self, scope: DeploymentScope, ref: str) -> list[DeploymentKeyDto]:
+        """A deployment's keys: prefixes and dates, never the keys themselves."""
+        response = self._call("GET", f"{_endpoint_path(ref)}/keys", params=_scope(scope))
+        return _parse(DeploymentKeyList, response).keys
+
+    def create_deployment_key(
+        self, scope: DeploymentScope, ref: str, key: CreateDeploymentKeyInput | None = None
+    ) -> CreateDeploymentKeyResult:
+        """A new key; its ``plaintext`` is in this answer only."""
+        body = (key or CreateDeploymentKeyInput()).to_wire()
+        response = self._call(
+            "POST", f"{_endpoint_path(ref)}/keys", params=_scope(scope), json=body, retry=False
+        )
+        return _parse(CreateDeploymentKeyResult, response)
+
+    def revoke_deployment_key(self, scope: DeploymentScope, ref: str, key_id: str) -> None:
+        """Revoke a key: requests with it are refused (401) from now on."""
+        path = f"{_endpoint_path(ref)}/keys/{quote(key_id, safe='')}"
+        self._call("DELETE", path, params=_scope(scope))
+
+    def list_deployment_runs(
+        self, scope: DeploymentScope, ref: str, *, limit: int = 100
+    ) -> list[DeploymentRun]:
+        """The requests the deployment answered, newest first, as its retention keeps them."""
+        params = {**_scope(scope), "limit": str(limit)}
+        response = self._call("GET", f"{_endpoint_path(ref)}/runs", params=params)
+        return _parse(DeploymentRunList, response).runs
 
     # --- the policy -------------------------------------------------------------------
 
@@ -483,6 +592,10 @@ def _parse(model: type[_Model], response: httpx.Response) -> _Model:
 
 def _scope(scope: ProjectScope) -> dict[str, str]:
     return {"orgSlug": scope.org_slug, "projectSlug": scope.project_slug}
+
+
+def _endpoint_path(ref: str) -> str:
+    return f"/v1/endpoints/{quote(ref, safe='')}"
 
 
 def _job_path(job_id: str) -> str:

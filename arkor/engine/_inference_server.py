@@ -123,6 +123,7 @@ def _generation_request(body: dict[str, Any]) -> GenerationRequest:
         ("temperature", "temperature"),
         ("topP", "top_p"),
         ("maxTokens", "max_tokens"),
+        ("seed", "seed"),
     ):
         if body.get(wire) is not None:
             options[name] = body[wire]

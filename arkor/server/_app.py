@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,10 +11,11 @@ from fastapi import FastAPI
 
 from arkor._home import private_dir
 from arkor._version import __version__
-from arkor.server._db import Database
+from arkor.server._db import Database, in_thread
+from arkor.server._deployments import sweep_runs
 from arkor.server._errors import COMMON_ERRORS, install_error_handlers
 from arkor.server._events import EventHub
-from arkor.server._guards import BodyLimit, HostGuard, RequestContext
+from arkor.server._guards import BodyLimit, DeploymentHost, HostGuard, RequestContext
 from arkor.server._inference import InferenceWorker
 from arkor.server._jobs import Supervisor
 from arkor.server._plane import Plane
@@ -21,6 +23,9 @@ from arkor.server._settings import Settings, load_settings
 from arkor.server._store import new_id
 from arkor.server._version_gate import VersionGate
 from arkor.server.routes import api_router
+
+RUN_SWEEP_SECONDS = 600.0
+logger = logging.getLogger("arkor.server")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,9 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         inference = InferenceWorker(settings)
         app.state.plane = Plane(plane_id, settings, db, hub, supervisor, inference)
         await supervisor.start()
+        sweeper = asyncio.create_task(_sweep_runs(db), name="arkor-run-sweeper")
         try:
             yield
         finally:
+            sweeper.cancel()
             await supervisor.stop()
             await inference.stop()
             db.close()
@@ -69,6 +76,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sunset=settings.sunset,
     )
     app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(DeploymentHost)
     app.add_middleware(HostGuard, settings=settings)
     app.add_middleware(RequestContext)
     return app
+
+
+async def _sweep_runs(db: Database) -> None:
+    """Delete deployment runs past their retention now, then every ten minutes."""
+    while True:
+        try:
+            await in_thread(sweep_runs, db=db)
+        except Exception:  # a sweep that fails is retried next time; serving goes on
+            logger.exception("Sweeping deployment runs failed")
+        await asyncio.sleep(RUN_SWEEP_SECONDS)

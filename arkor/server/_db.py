@@ -31,8 +31,45 @@ _T = TypeVar("_T")
 _BUSY_TIMEOUT_MS = 15_000
 _IDLE_CONNECTIONS = 4
 """Connections of finished threads kept open for the next ones; the rest are closed."""
-_SCHEMA_VERSION = 3
-_SCHEMA = """
+_SCHEMA_VERSION = 4
+_DEPLOYMENT_TABLES = """
+CREATE TABLE IF NOT EXISTS deployments (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects (id),
+    slug TEXT NOT NULL UNIQUE,
+    target TEXT NOT NULL,
+    auth_mode TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    run_retention_mode TEXT NOT NULL,
+    run_retention_days INTEGER,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deployments_by_project ON deployments (project_id, created_at);
+CREATE TABLE IF NOT EXISTS deployment_keys (
+    id TEXT PRIMARY KEY,
+    deployment_id TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    label TEXT,
+    enabled INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT
+);
+CREATE INDEX IF NOT EXISTS deployment_keys_by_deployment ON deployment_keys (deployment_id);
+CREATE TABLE IF NOT EXISTS deployment_runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    deployment_id TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    created_at TEXT NOT NULL,
+    created_ts REAL NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deployment_runs_by_deployment ON deployment_runs (deployment_id, seq);
+CREATE INDEX IF NOT EXISTS deployment_runs_by_age ON deployment_runs (created_ts);
+"""
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -126,6 +163,8 @@ CREATE TABLE IF NOT EXISTS planes (
     heartbeat_at REAL NOT NULL
 );
 """
+    + _DEPLOYMENT_TABLES
+)
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 1 → 2: an event is stored as the SSE frame it is streamed as, not as its JSON; a job
     # counts the times it was resumed after its plane died
@@ -152,6 +191,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE tokens_v3 RENAME TO tokens",
         "CREATE UNIQUE INDEX tokens_by_id ON tokens (id)",
     ),
+    # 3 → 4: deployments, their API keys (hashed) and the requests they answered
+    3: tuple(statement for statement in _DEPLOYMENT_TABLES.split(";") if statement.strip()),
 }
 """The statements that bring a database of version N to N + 1."""
 

@@ -167,6 +167,30 @@ class HostGuard:
             await send(reply)
 
 
+class DeploymentHost:
+    """Route ``http://<slug>.localhost:<port>/v1/...`` to the path form ``/d/<slug>/v1/...``.
+
+    Only a deployment's OpenAI API lives under a ``<slug>.localhost`` name: any other path
+    there is the deployment's (and so a 404), never the plane's own API.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = next(
+                (value.decode("latin-1") for key, value in scope["headers"] if key == b"host"),
+                None,
+            )
+            name = _host_name(header) if header else None
+            if name is not None and name.endswith(".localhost") and name.count(".") == 1:
+                slug = name.removesuffix(".localhost")
+                path = f"/d/{slug}{scope['path']}"
+                scope = {**scope, "path": path, "raw_path": path.encode("latin-1")}
+        await self.app(scope, receive, send)
+
+
 class BodyTooLarge(HTTPException):
     """A request body over its cap; an HTTPException so FastAPI's body reading passes it on."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from arkor.server._db import Database
 from arkor.server._events import EventHub
@@ -21,3 +21,5 @@ class Plane:
     hub: EventHub
     supervisor: Supervisor
     inference: InferenceWorker
+    served_deployments: set[str] = field(default_factory=set)
+    """Deployments this plane has answered for: the next request of any other is a cold start."""

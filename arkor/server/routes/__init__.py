@@ -7,16 +7,29 @@ from fastapi import APIRouter
 from arkor.server.routes import (
     artifacts,
     auth,
+    endpoints,
     events,
     inference,
     internal,
     jobs,
+    openai,
     projects,
     uploads,
 )
 
 api_router = APIRouter()
-for _module in (auth, projects, jobs, events, artifacts, uploads, inference, internal):
+for _module in (
+    auth,
+    projects,
+    jobs,
+    events,
+    artifacts,
+    uploads,
+    inference,
+    endpoints,
+    openai,
+    internal,
+):
     api_router.include_router(_module.router)
 
 __all__ = ["api_router"]
