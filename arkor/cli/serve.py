@@ -62,6 +62,17 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            help=(
+                "The URL clients and workers reach this plane by, e.g. https://arkor.example.com "
+                "(env ARKOR_PUBLIC_URL): what it advertises, deployments' URLs included."
+            ),
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the Arkor control plane: the cloud API, training and inference on this machine.
 
@@ -97,7 +108,13 @@ def serve(
         host=host or settings.host,
         max_jobs=max_jobs or settings.max_jobs,
         allowed_hosts=(*settings.allowed_hosts, *(name.lower() for name in allowed_host or ())),
+        public_url=public_url or settings.public_url,
     )
+    if settings.public_url and not settings.public_url.startswith(("http://", "https://")):
+        raise UsageError(
+            f"--public-url {settings.public_url} is not an http(s) URL. Give the address clients "
+            "reach the plane by, e.g. https://arkor.example.com."
+        )
     if not _is_loopback(settings.host):
         if not allow_remote:
             raise UsageError(
