@@ -150,10 +150,10 @@ class ChatCompletionRequestMessage(OpenAIModel):
 class ChatCompletionRequest(OpenAIModel):
     """The body of a deployment's ``POST /v1/chat/completions``, as OpenAI clients send it.
 
-    ``model`` is ignored (the deployment decides the model). Settings this server does not
-    act on yet (``tools``, ``n`` > 1, ``stop``, a non-text ``response_format``) are refused
-    with a clear 400 rather than ignored; other unknown fields are ignored, as OpenAI's
-    clients send many.
+    ``model`` is ignored (the deployment decides the model). ``response_format`` (JSON, or
+    JSON following a schema) is honoured by constrained decoding. Settings this server does
+    not act on yet (``tools``, ``n`` > 1, ``stop``) are refused with a clear 400 rather than
+    ignored; other unknown fields are ignored, as OpenAI's clients send many.
     """
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
@@ -180,8 +180,11 @@ class ChatCompletionRequest(OpenAIModel):
         if self.stop:
             return "`stop` sequences are not supported yet."
         kind = (self.response_format or {}).get("type", "text")
-        if kind != "text":
-            return f"`response_format` of type `{kind}` is not supported yet."
+        if kind not in ("text", "json_object", "json_schema"):
+            return (
+                f"`response_format` of type `{kind}` is unknown: use `text`, `json_object` or "
+                "`json_schema`."
+            )
         return None
 
 

@@ -70,6 +70,9 @@ class GenerationRequest:
     """Makes sampling reproducible without touching torch's global RNG."""
     base_revision: str | None = None
     """The Hub commit to load a Hub id at (the one its adapter was trained on); None: the branch."""
+    response_format: dict[str, Any] | None = None
+    """OpenAI's ``response_format``: ``{"type": "json_object"}`` or ``{"type": "json_schema",
+    "json_schema": {"schema": {...}}}`` constrain the answer to valid JSON (of the schema)."""
 
     def __post_init__(self) -> None:
         if not self.messages:
@@ -188,7 +191,8 @@ class InferenceEngine:
             if adapter is not None:
                 self._use_adapter(base, adapter)
         budget = base.budget(len(prompt), request.max_tokens)
-        return _Job(base, adapter, prompt, budget, _Sampling.of(request, base.device))
+        constraint = _Constraint.of(base, request.response_format)
+        return _Job(base, adapter, prompt, budget, _Sampling.of(request, base.device), constraint)
 
     @contextmanager
     def _generating(self, job: _Job) -> Iterator[Iterator[int]]:
@@ -196,7 +200,7 @@ class InferenceEngine:
         with job.base.lock:
             name = self._use_adapter(job.base, job.adapter) if job.adapter else None
             with job.base.adapter_scope(name):
-                yield job.base.generate(job.prompt, job.budget, job.sampling)
+                yield job.base.generate(job.prompt, job.budget, job.sampling, job.constraint)
 
     def _use_adapter(self, base: _Base, folder: Path) -> str:
         """The adapter's name on ``base``; a failed load drops the base it may have half-changed."""
@@ -304,6 +308,7 @@ class _Job:
     prompt: list[int]
     budget: int
     sampling: _Sampling
+    constraint: _Constraint | None = None
 
     def usage(self, completion_tokens: int) -> CompletionUsage:
         return CompletionUsage(
@@ -338,6 +343,7 @@ class _Base:
         self.adapters: OrderedDict[Path, tuple[str, _AdapterSignature]] = OrderedDict()
         self.max_adapters = max_adapters
         self.names = (f"adapter{n}" for n in itertools.count())
+        self._llguidance_tokenizer: Any = None
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
         """The prompt's ids through the chat template, ending with the assistant's turn header."""
@@ -383,6 +389,17 @@ class _Base:
         assert isinstance(text, str)
         return text
 
+    def llguidance_tokenizer(self) -> Any:
+        """The tokenizer as llguidance reads it, built once per base (it indexes the vocabulary)."""
+        if self._llguidance_tokenizer is None:
+            import llguidance.hf
+
+            self._llguidance_tokenizer = llguidance.hf.from_tokenizer(
+                self.tokenizer,  # type: ignore[arg-type]  # a fast tokenizer, as AutoTokenizer loads
+                n_vocab=self.model.config.vocab_size,
+            )
+        return self._llguidance_tokenizer
+
     def finish_reason(self, ids: Sequence[int]) -> FinishReason:
         return "stop" if ids and ids[-1] in self.stop_ids else "length"
 
@@ -426,8 +443,17 @@ class _Base:
             self.peft.set_adapter(name)
         return nullcontext()
 
-    def generate(self, prompt: list[int], budget: int, sampling: _Sampling) -> Iterator[int]:
-        """Yield up to ``budget`` new ids; a stop id, when one comes, is yielded last."""
+    def generate(
+        self,
+        prompt: list[int],
+        budget: int,
+        sampling: _Sampling,
+        constraint: _Constraint | None = None,
+    ) -> Iterator[int]:
+        """Yield up to ``budget`` new ids; a stop id, when one comes, is yielded last.
+
+        With a ``constraint``, each step picks only among the tokens it allows.
+        """
         import torch
         from transformers import DynamicCache
 
@@ -440,11 +466,71 @@ class _Base:
             # grad mode is per thread and a stream may resume on another one: set it per step
             with torch.inference_mode():
                 output = model(input_ids=inputs, use_cache=True, **kwargs)
-                token = sampling.pick(output.logits[0, -1])
+                logits = output.logits[0, -1]
+                if constraint is not None:
+                    constraint.mask(logits)
+                token = sampling.pick(logits)
+            if constraint is not None:
+                constraint.consume(token)
             yield token
             if token in self.stop_ids:
                 return
             inputs = torch.tensor([[token]], device=self.device)
+
+
+class _Constraint:
+    """Constrained decoding with llguidance: only tokens that keep the answer valid JSON.
+
+    The grammar comes from the JSON Schema (any object for ``json_object``), compiled for
+    the base's tokenizer; JSON is kept compact so a small model cannot pad it with spaces.
+    """
+
+    def __init__(self, base: _Base, schema: dict[str, Any]) -> None:
+        import llguidance
+        import llguidance.torch
+
+        tokenizer = base.llguidance_tokenizer()
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(
+            schema, defaults={"whitespace_flexible": False}
+        )
+        problem = llguidance.LLMatcher.validate_grammar(grammar, tokenizer)
+        if problem:
+            raise InferenceError(f"The response_format's JSON Schema cannot be used: {problem}")
+        self.matcher = llguidance.LLMatcher(tokenizer, grammar)
+        self.bitmask = llguidance.torch.allocate_token_bitmask(1, tokenizer.vocab_size)
+
+    @classmethod
+    def of(cls, base: _Base, response_format: dict[str, Any] | None) -> _Constraint | None:
+        """The constraint ``response_format`` asks for, or None for plain text."""
+        kind = (response_format or {}).get("type", "text")
+        if kind == "text":
+            return None
+        if kind == "json_object":
+            return cls(base, {"type": "object"})
+        if kind == "json_schema":
+            spec = (response_format or {}).get("json_schema")
+            schema = spec.get("schema") if isinstance(spec, dict) else None
+            if not isinstance(schema, dict):
+                raise InferenceError(
+                    "A `json_schema` response_format needs `json_schema.schema`: the JSON Schema "
+                    "(an object) the answer must follow."
+                )
+            return cls(base, schema)
+        raise InferenceError(
+            f"response_format type `{kind}` is unknown: use `text`, `json_object` or `json_schema`."
+        )
+
+    def mask(self, logits: torch.Tensor) -> None:
+        """Push every token the grammar forbids next to -inf, in place."""
+        import llguidance.torch
+
+        llguidance.torch.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
+        llguidance.torch.apply_token_bitmask_inplace(
+            logits.unsqueeze(0), self.bitmask.to(logits.device)
+        )
+
+    def consume(self, token: int) -> None:
+        self.matcher.consume_token(token)
 
 
 class _TextDeltas:

@@ -131,6 +131,7 @@ def _generation_request(body: dict[str, Any]) -> GenerationRequest:
     return GenerationRequest(
         base_model=str(body["baseModel"]),
         base_revision=str(body["baseRevision"]) if body.get("baseRevision") else None,
+        response_format=body.get("responseFormat"),
         adapter_path=Path(adapter) if adapter else None,
         messages=[{"role": m["role"], "content": m["content"]} for m in body["messages"]],
         **options,

@@ -7,6 +7,7 @@ under different slugs and auth modes.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -270,3 +271,84 @@ def test_delete_removes_the_deployment(trained: Trained) -> None:
     assert "short-lived" not in [d.slug for d in trained.client.list_deployments(trained.scope)]
     with pytest.raises(openai.NotFoundError):
         openai.OpenAI(base_url=base_url, api_key="unused").models.list()
+
+
+TRIAGE = {
+    "type": "object",
+    "properties": {
+        "category": {"enum": ["billing", "bug", "account"]},
+        "urgent": {"type": "boolean"},
+    },
+    "required": ["category", "urgent"],
+    "additionalProperties": False,
+}
+
+
+def test_a_structured_output_parses_against_its_schema(trained: Trained) -> None:
+    """A random tiny model never writes JSON by itself: only constrained decoding makes it."""
+    import jsonschema
+
+    base_url = trained.deploy("json-bot", authMode="none")
+    client = openai.OpenAI(base_url=base_url, api_key="unused")
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "triage", "schema": TRIAGE, "strict": True},
+    }
+    for seed in (1, 2, 3):
+        answer = client.chat.completions.create(
+            model="x",
+            messages=HELLO,
+            max_tokens=64,
+            temperature=1.0,
+            seed=seed,
+            response_format=response_format,  # type: ignore[arg-type]
+        )
+        jsonschema.validate(json.loads(answer.choices[0].message.content or ""), TRIAGE)
+        assert answer.choices[0].finish_reason == "stop"
+
+    stream = client.chat.completions.create(
+        model="x",
+        messages=HELLO,
+        max_tokens=64,
+        stream=True,
+        seed=4,
+        temperature=1.0,
+        response_format=response_format,  # type: ignore[arg-type]
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    jsonschema.validate(json.loads(text), TRIAGE)
+
+    finished = 0
+    for seed in range(1, 7):  # free-form keys may outrun the budget; every answer that ends parses
+        anything = client.chat.completions.create(
+            model="x",
+            messages=HELLO,
+            max_tokens=96,
+            temperature=1.0,
+            seed=seed,
+            response_format={"type": "json_object"},
+        )
+        content = anything.choices[0].message.content or ""
+        assert content.startswith("{")
+        if anything.choices[0].finish_reason == "stop":
+            finished += 1
+            assert isinstance(json.loads(content), dict)
+    assert finished, "no json_object answer ended within its budget"
+
+    plain = client.chat.completions.create(model="x", messages=HELLO, max_tokens=16, seed=1)
+    with pytest.raises(ValueError):
+        json.loads(plain.choices[0].message.content or "")
+
+
+def test_a_schema_that_cannot_be_used_is_a_bad_request(trained: Trained) -> None:
+    base_url = trained.deploy("bad-schema-bot", authMode="none")
+    client = openai.OpenAI(base_url=base_url, api_key="unused")
+    broken = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 42}}}
+    with pytest.raises(openai.BadRequestError, match="JSON Schema cannot be used"):
+        client.chat.completions.create(model="x", messages=HELLO, response_format=broken)  # type: ignore[arg-type]
+    with pytest.raises(openai.BadRequestError, match="is unknown"):
+        client.chat.completions.create(
+            model="x",
+            messages=HELLO,
+            response_format={"type": "yaml"},  # type: ignore[arg-type,typeddict-item]
+        )

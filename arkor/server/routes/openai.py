@@ -165,6 +165,7 @@ async def chat_completions(
         topP=body.top_p,
         maxTokens=body.max_completion_tokens or body.max_tokens,
         seed=body.seed,
+        responseFormat=body.response_format,
     )
     upstream = await plane.inference.send(payload)
     if upstream.status_code != 200:
