@@ -34,6 +34,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from arkor.cloud import (
     Artifact,
     CheckpointSaved,
+    JobConfig,
     TrainingCancelled,
     TrainingCompleted,
     TrainingFailed,
@@ -42,6 +43,7 @@ from arkor.cloud import (
 )
 from arkor.engine._data import PreparedData, prepare_data
 from arkor.engine._device import Placement, choose_placement
+from arkor.engine._export import make_portable
 from arkor.engine._models import (
     check_4bit,
     load_model,
@@ -156,11 +158,16 @@ class LoraRecipe:
         self.train_metrics = dict(output.metrics)
 
     def save_adapter(self) -> list[Artifact]:
-        """Write the final adapter in PEFT format with the tokenizer beside it."""
+        """Write the final adapter in PEFT format with the tokenizer beside it, portable.
+
+        It names its base as the config does, not the local folder the base was loaded
+        from, and its files share one mode (see :func:`portable_checkpoint`).
+        """
         assert self.trainer is not None and self.model is not None
         self.model.save_pretrained(self.adapter_dir)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(self.adapter_dir)
+        portable_checkpoint(self.adapter_dir, self.config)
         return artifacts_under(self.adapter_dir, self.run.output_dir)
 
     def finish_completed(self) -> TrainingOutcome:
@@ -334,6 +341,13 @@ def _remove_console_callbacks(trainer: Trainer) -> None:
     trainer.remove_callback(ProgressCallback)
 
 
+def portable_checkpoint(folder: Path, config: JobConfig) -> None:
+    """Make an adapter folder name its base as ``config.model`` names it (and the pinned Hub
+    commit), so it loads anywhere that model does, with one file mode for all its files."""
+    pin = config.model_pin
+    make_portable(folder, config.model, pin.revision if pin is not None else None)
+
+
 def artifacts_under(folder: Path, root: Path) -> list[Artifact]:
     """Every file under ``folder``, by its path relative to ``root``, with its size."""
     return [
@@ -393,6 +407,8 @@ class _EventsCallback(TrainerCallback):
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            portable_checkpoint(folder, self.run.config)
         self.run.sink.emit(
             CheckpointSaved(
                 job_id=self.run.job_id,
