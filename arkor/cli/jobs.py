@@ -1,7 +1,16 @@
-"""``arkor jobs``: list, show, cancel and follow the project's jobs."""
+"""``arkor jobs``: list, show, cancel, follow and download the project's jobs.
+
+The download helpers here (:func:`find_job`, :func:`pick_artifacts`, :func:`fetch`) are
+shared with ``arkor export``: both take a job's files from whichever plane ran it, over
+HTTP, each checked against the sha256 the plane sends.
+"""
 
 from __future__ import annotations
 
+import re
+import sys
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -9,11 +18,11 @@ import typer
 from arkor.cli._options import JsonOption
 
 if TYPE_CHECKING:
-    from arkor.cloud import JobEvent
+    from arkor.cloud import Artifact, JobEnvelope, JobEvent
     from arkor.sdk import Session
 
 app = typer.Typer(
-    help="List, show, cancel and follow this project's jobs.",
+    help="List, show, cancel, follow and download this project's jobs.",
     no_args_is_help=True,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -54,22 +63,34 @@ def list_jobs(json_output: JsonOption = False) -> int:
 
 @app.command("show")
 def show(job_id: JobIdArgument, json_output: JsonOption = False) -> int:
-    """One job: its status, settings, timestamps, error, and what it trained with.
+    """One job: its status, settings, timestamps, error, what it trained with, and what it made.
 
     "trained with" is what the worker reported when training began: the model's commit or
     digest, the data's, and the torch / transformers / peft / accelerate / datasets versions.
+    Then the final metrics, the checkpoints (by step) and every artifact with its size.
     """
     from arkor.cli._output import echo, print_json
 
     session = _session()
     try:
         envelope = session.client.get_job(session.scope, job_id)
+        artifacts = session.client.list_artifacts(session.scope, job_id)
     finally:
         session.close()
     job = envelope.job
     trained_with = _trained_with(envelope.events or [])
+    metrics = final_metrics(envelope.events or [])
+    checkpoints = checkpoint_steps(artifacts)
     if json_output:
-        print_json({"job": job.to_wire(), "trainedWith": trained_with})
+        print_json(
+            {
+                "job": job.to_wire(),
+                "trainedWith": trained_with,
+                "metrics": metrics,
+                "checkpoints": checkpoints,
+                "artifacts": [{"path": item.path, "size": item.size} for item in artifacts],
+            }
+        )
         return 0
     echo(f"{job.id}  {job.name}")
     echo(f"  status     {job.status}")
@@ -85,7 +106,58 @@ def show(job_id: JobIdArgument, json_output: JsonOption = False) -> int:
         echo(f"  error      {job.error}")
     if trained_with is not None:
         _show_trained_with(trained_with)
+    _show_results(metrics, checkpoints, artifacts)
     return 0
+
+
+def final_metrics(events: list[JobEvent]) -> dict[str, Any] | None:
+    """The metrics of the newest ``training.completed`` event; None before a job completes."""
+    completed = [event for event in events if event.type == "training.completed"]
+    return dict(completed[-1].metrics or {}) if completed else None
+
+
+_CHECKPOINT = re.compile(r"^checkpoints/checkpoint-(\d+)/")
+
+
+def checkpoint_steps(artifacts: list[Artifact]) -> list[int]:
+    """The steps of the checkpoints among a job's artifacts, in order."""
+    return sorted(
+        {int(found.group(1)) for item in artifacts if (found := _CHECKPOINT.match(item.path))}
+    )
+
+
+def _show_results(
+    metrics: dict[str, Any] | None, checkpoints: list[int], artifacts: list[Artifact]
+) -> None:
+    from arkor.cli._output import echo
+
+    if metrics:
+        shown = ", ".join(f"{key} {_number(value)}" for key, value in metrics.items())
+        echo(f"  metrics    {shown}")
+    if checkpoints:
+        echo(f"  checkpoints at steps {', '.join(str(step) for step in checkpoints)}")
+    if artifacts:
+        total = sum(item.size for item in artifacts)
+        echo(f"  artifacts  {len(artifacts)} files, {human_size(total)}")
+        width = max(len(item.path) for item in artifacts)
+        for item in artifacts:
+            echo(f"    {item.path:<{width}}  {human_size(item.size)}")
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def human_size(size: int) -> str:
+    """Bytes for a person, in 1000-based units."""
+    if size < 1000:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1000:.1f} TB"
 
 
 def _trained_with(events: list[JobEvent]) -> dict[str, Any] | None:
@@ -167,3 +239,215 @@ def logs(
     finally:
         session.close()
     return 0
+
+
+CheckpointOption = Annotated[
+    int | None,
+    typer.Option(
+        "--checkpoint",
+        help="A checkpoint's step (see `arkor jobs show`) instead of the final adapter.",
+        show_default=False,
+        metavar="STEP",
+        min=0,
+    ),
+]
+
+ForceOption = Annotated[
+    bool, typer.Option("--force", "-f", help="Replace the output folder if it has files in it.")
+]
+
+
+@app.command("download")
+def download(
+    job_id: JobIdArgument,
+    checkpoint: CheckpointOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="The folder to create. Default: ./JOB_ID-adapter (or ./JOB_ID-checkpoint-STEP).",
+            show_default=False,
+            metavar="DIR",
+            file_okay=False,
+        ),
+    ] = None,
+    force: ForceOption = False,
+    json_output: JsonOption = False,
+) -> int:
+    """Download a job's final adapter (or one checkpoint) from the plane that ran it.
+
+    Every file is streamed, checked against the sha256 the plane sends, and the folder
+    appears whole or not at all.
+
+    Examples:
+
+      arkor jobs download job_0123 --out ./support-bot-adapter
+
+      arkor jobs download job_0123 --checkpoint 300 --json
+    """
+    from arkor.cli._output import echo, print_json_line
+    from arkor.engine._export import atomic_folder, check_target
+
+    target = out or Path(
+        f"{job_id}-adapter" if checkpoint is None else f"{job_id}-checkpoint-{checkpoint}"
+    )
+    check_target(target, force=force)
+    session = _session()
+    try:
+        envelope = find_job(session, job_id)
+        chosen = pick_artifacts(
+            envelope, session.client.list_artifacts(session.scope, job_id), checkpoint
+        )
+        with atomic_folder(target, force=force) as staging:
+            files = fetch(
+                session, job_id, chosen, staging, checkpoint=checkpoint, live=not json_output
+            )
+    finally:
+        session.close()
+    folder = target.resolve()
+    if json_output:
+        print_json_line(
+            {
+                "job": job_id,
+                "source": source_folder(checkpoint),
+                "out": str(folder),
+                "bytes": sum(item.size for item in files),
+                "files": [item.to_wire() for item in files],
+            }
+        )
+        return 0
+    what = "final adapter" if checkpoint is None else f"checkpoint at step {checkpoint}"
+    echo(f"Downloaded job {job_id}'s {what} to {folder}:")
+    for item in files:
+        echo(f"  {item.path:<28} {human_size(item.size):>9}  sha256 {item.sha256}")
+    return 0
+
+
+def source_folder(checkpoint: int | None) -> str:
+    """Where a job keeps its final adapter, or the checkpoint at step ``checkpoint``."""
+    return "adapter" if checkpoint is None else f"checkpoints/checkpoint-{checkpoint}"
+
+
+def find_job(session: Session, job_id: str) -> JobEnvelope:
+    """The job with its events; an id the project doesn't have is a usage error."""
+    from arkor.cloud import NotFoundError
+    from arkor.errors import UsageError
+
+    try:
+        return session.client.get_job(session.scope, job_id)
+    except NotFoundError:
+        raise UsageError(
+            f"The project `{session.scope.project_slug}` has no job `{job_id}` on the "
+            f"{session.describe()}. `arkor jobs list` shows its jobs; run the command in the "
+            "project's folder, against the plane that ran the job."
+        ) from None
+
+
+def pick_artifacts(
+    envelope: JobEnvelope, artifacts: list[Artifact], checkpoint: int | None
+) -> list[Artifact]:
+    """The files of the job's final adapter, or of its checkpoint at step ``checkpoint``.
+
+    Raises when there is none: a job has a final adapter once it completes, and only
+    the checkpoints it saved.
+    """
+    from arkor.errors import ArkorError, UsageError
+
+    job = envelope.job
+    prefix = source_folder(checkpoint) + "/"
+    chosen = [item for item in artifacts if item.path.startswith(prefix)]
+    steps = checkpoint_steps(artifacts)
+    saved = (
+        f"its checkpoints are at steps {', '.join(str(step) for step in steps)}"
+        if steps
+        else "it saved no checkpoint"
+    )
+    if checkpoint is not None and not chosen:
+        raise UsageError(
+            f"Job {job.id} has no checkpoint at step {checkpoint}: {saved}. Give one of "
+            "those steps to --checkpoint, or leave it out for the final adapter."
+        )
+    if checkpoint is None and not any(
+        item.path == f"{prefix}adapter_config.json" for item in chosen
+    ):
+        pick = "pass --checkpoint STEP for one of them" if steps else "start a new run"
+        raise ArkorError(
+            f"Job {job.id} is {job.status} and has no completed adapter (a job writes its "
+            f"final adapter when training completes); {saved}. Wait for the job to complete "
+            f"(`arkor jobs logs {job.id} --follow`), or {pick}."
+        )
+    return chosen
+
+
+def fetch(
+    session: Session,
+    job_id: str,
+    chosen: list[Artifact],
+    into: Path,
+    *,
+    checkpoint: int | None,
+    live: bool,
+) -> list[Artifact]:
+    """Download ``chosen`` into ``into`` (paths relative to the adapter's or the checkpoint's
+    folder), checking each one.
+
+    Shows a byte progress bar on stderr on a terminal (``live``), else a line before and
+    after. Returns the files written, with their sha256.
+    """
+    from arkor._fs import sha256_file
+    from arkor.cloud import Artifact
+
+    total = sum(item.size for item in chosen)
+    bar = _ByteBar(total, live=live)
+    prefix = source_folder(checkpoint) + "/"
+    bar.line(f"downloading {len(chosen)} files ({human_size(total)}) of job {job_id}")
+    written: list[Artifact] = []
+    for item in chosen:
+        relative = item.path.removeprefix(prefix)
+        destination = into / relative
+        session.client.download_artifact(
+            session.scope, job_id, item.path, destination, progress=bar.advance
+        )
+        digest, size = sha256_file(destination)
+        written.append(Artifact(path=relative, size=size, sha256=digest))
+    bar.finish(f"downloaded {human_size(total)}, every file matching the plane's sha256")
+    return written
+
+
+class _ByteBar:
+    """Bytes received out of ``total``: a live bar on a terminal, otherwise plain lines."""
+
+    _WIDTH = 24
+
+    def __init__(self, total: int, *, live: bool) -> None:
+        from arkor.cli._output import interactive
+
+        self.total = total
+        self.done = 0
+        self.live = live and interactive() and sys.stderr.isatty()
+        self.started = time.monotonic()
+        self._drawn = 0.0
+
+    def line(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def advance(self, size: int) -> None:
+        self.done += size
+        now = time.monotonic()
+        if self.live and (now - self._drawn > 0.1 or self.done >= self.total):
+            self._drawn = now
+            share = min(self.done / self.total, 1.0) if self.total else 1.0
+            filled = int(share * self._WIDTH)
+            rate = self.done / max(now - self.started, 1e-6)
+            sys.stderr.write(
+                f"\r\033[2K{'█' * filled}{'░' * (self._WIDTH - filled)} "
+                f"{human_size(self.done)} / {human_size(self.total)}  {human_size(int(rate))}/s"
+            )
+            sys.stderr.flush()
+
+    def finish(self, text: str) -> None:
+        if self.live:
+            sys.stderr.write("\r\033[2K")
+        seconds = time.monotonic() - self.started
+        self.line(f"{text} ({seconds:.1f} s)")
