@@ -49,6 +49,9 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.0"  # one request per connection; a stream ends when it closes
+    # a streamed answer is many small writes: without this, Nagle's algorithm holds each one
+    # back until the plane acknowledges the last (tens of ms per token with delayed ACKs)
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         if self.path == "/health":
