@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from arkor.cli import build, export, init, jobs, login, models, schema, serve, start, validate
+from arkor.cli import build, chat, export, init, jobs, login, models, schema, serve, start, validate
 
 app = typer.Typer(
     name="arkor",
@@ -33,6 +33,7 @@ app.command("validate")(validate.validate)
 app.command("build")(build.build)
 app.command("start")(start.start)
 app.command("export")(export.export)
+app.command("chat")(chat.chat)
 app.command("schema")(schema.schema)
 app.command("serve")(serve.serve)
 app.command("login")(login.login)

@@ -158,6 +158,11 @@ def _summary(trainer: Trainer, result: TrainingResult, json_output: bool, out: T
         echo(f"  adapter   {adapter}")
     if result.error and result.status != "completed":
         echo(f"  error     {result.error}")
+    if result.status == "completed":
+        job_id = result.job.id
+        echo(
+            f"\nNext: `arkor chat --job {job_id}` to talk to it, `arkor deploy {job_id}` to serve it."
+        )
 
 
 def _adapter_location(trainer: Trainer, result: TrainingResult) -> str | None:

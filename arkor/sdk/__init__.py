@@ -10,6 +10,7 @@
 """
 
 from arkor.sdk._arkor import Arkor, create_arkor, is_arkor
+from arkor.sdk._chat import shared_system_prompt, training_system_prompt
 from arkor.sdk._contexts import (
     CheckpointContext,
     CompletedContext,
@@ -53,5 +54,7 @@ __all__ = [
     "open_session",
     "resolve_plane",
     "run_trainer",
+    "shared_system_prompt",
     "trainer_from_manifest",
+    "training_system_prompt",
 ]
