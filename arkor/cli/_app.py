@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import typer
 
-from arkor.cli import build, chat, export, init, jobs, login, models, schema, serve, start, validate
+from arkor.cli import (
+    build,
+    chat,
+    deploy,
+    endpoints,
+    export,
+    init,
+    jobs,
+    login,
+    models,
+    schema,
+    serve,
+    start,
+    validate,
+)
 
 app = typer.Typer(
     name="arkor",
@@ -34,6 +48,7 @@ app.command("build")(build.build)
 app.command("start")(start.start)
 app.command("export")(export.export)
 app.command("chat")(chat.chat)
+app.command("deploy")(deploy.deploy)
 app.command("schema")(schema.schema)
 app.command("serve")(serve.serve)
 app.command("login")(login.login)
@@ -42,3 +57,4 @@ app.command("whoami")(login.whoami)
 app.add_typer(login.tokens_app, name="tokens")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
+app.add_typer(endpoints.app, name="endpoints")

@@ -132,6 +132,19 @@ class ChatCompletionChunk(OpenAIModel):
     usage: CompletionUsage | None = None
 
 
+class OpenAIErrorDetail(OpenAIModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(OpenAIModel):
+    """An error as OpenAI's API sends one, so OpenAI's clients raise their usual exceptions."""
+
+    error: OpenAIErrorDetail
+
+
 class ChatCompletionRequestMessage(OpenAIModel):
     """A message as OpenAI clients send it: text, or a list of text parts."""
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from arkor.cloud._deployments import RESERVED_SLUGS
 from arkor.server._settings import Settings
 
 logger = logging.getLogger("arkor.server")
@@ -171,7 +172,8 @@ class DeploymentHost:
     """Route ``http://<slug>.localhost:<port>/v1/...`` to the path form ``/d/<slug>/v1/...``.
 
     Only a deployment's OpenAI API lives under a ``<slug>.localhost`` name: any other path
-    there is the deployment's (and so a 404), never the plane's own API.
+    there is the deployment's (and so a 404), never the plane's own API. Reserved names
+    (``studio.localhost``, ``api.localhost``, ...) are no deployment's and reach the plane.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -184,8 +186,8 @@ class DeploymentHost:
                 None,
             )
             name = _host_name(header) if header else None
-            if name is not None and name.endswith(".localhost") and name.count(".") == 1:
-                slug = name.removesuffix(".localhost")
+            slug = name.removesuffix(".localhost") if name is not None else ""
+            if name != slug and "." not in slug and slug not in RESERVED_SLUGS:
                 path = f"/d/{slug}{scope['path']}"
                 scope = {**scope, "path": path, "raw_path": path.encode("latin-1")}
         await self.app(scope, receive, send)

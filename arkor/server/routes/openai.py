@@ -20,12 +20,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from arkor.cloud import ChatCompletion, utc_now
-from arkor.cloud._api_models import ChatCompletionRequest
+from arkor.cloud._api_models import ChatCompletionRequest, OpenAIError, OpenAIErrorDetail
 from arkor.cloud._deployments import AdapterTarget, DeploymentRun
 from arkor.server import _deployments as deployments
 from arkor.server._db import in_thread
 from arkor.server._deployments import DeploymentRow
-from arkor.server._errors import ApiError
+from arkor.server._errors import ApiError, error_responses
 from arkor.server._guards import REQUEST_ID_KEY
 from arkor.server._plane import Plane
 from arkor.server._store import new_id
@@ -33,7 +33,9 @@ from arkor.server._targets import ServedModel, base_model, job_adapter
 from arkor.server.deps import PlaneDep
 from arkor.server.routes.events import SSE_HEADERS
 
-router = APIRouter(prefix="/d/{slug}/v1", tags=["deployments (OpenAI API)"])
+router = APIRouter(
+    prefix="/d/{slug}/v1", tags=["deployments (OpenAI API)"], responses=error_responses(422)
+)
 logger = logging.getLogger("arkor.server")
 
 _JSON_BODY = {
@@ -43,9 +45,9 @@ _JSON_BODY = {
     }
 }
 _OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"description": description}
+    status: {"model": OpenAIError, "description": description}
     for status, description in (
-        (400, "The request is invalid or asks for something not supported."),
+        (400, "The request is invalid or asks for something not supported (or a bad Host)."),
         (401, "A missing, wrong or revoked API key."),
         (403, "The deployment is disabled."),
         (404, "No such deployment, or its model is gone."),
@@ -61,8 +63,8 @@ def openai_error(
     status: int, message: str, *, code: str, kind: str = "invalid_request_error"
 ) -> JSONResponse:
     """An error as OpenAI sends one."""
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return JSONResponse(body, status_code=status)
+    body = OpenAIError(error=OpenAIErrorDetail(message=message, type=kind, code=code))
+    return JSONResponse(body.to_wire(), status_code=status)
 
 
 class _Refused(Exception):
