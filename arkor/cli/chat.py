@@ -38,6 +38,14 @@ def chat(
             metavar="STEP",
         ),
     ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint",
+            help="Chat with what this endpoint (deployment) serves, by its slug.",
+            show_default=False,
+        ),
+    ] = None,
     base: Annotated[
         str | None,
         typer.Option(
@@ -100,13 +108,15 @@ def chat(
       arkor chat --job job_0123abcd --checkpoint 20 -m "Subject: Charged twice"
 
       echo "What is 2 + 2?" | arkor chat --base ./my-model --json
+
+      arkor chat --endpoint support-bot -m "Hello"
     """
     import math
 
     from arkor.errors import UsageError
     from arkor.sdk._chat import check_target_choice
 
-    check_target_choice(job_id=job, step=checkpoint, base_model=base)
+    check_target_choice(job_id=job, step=checkpoint, base_model=base, endpoint=endpoint)
     if temperature is not None and not math.isfinite(temperature):
         raise UsageError(f"--temperature must be a finite number of 0 or more, not {temperature}.")
     text = message
@@ -123,7 +133,9 @@ def chat(
 
     session = open_session()
     try:
-        target = resolve_target(session, job_id=job, step=checkpoint, base_model=base)
+        target = resolve_target(
+            session, job_id=job, step=checkpoint, base_model=base, endpoint=endpoint
+        )
         conversation = Chat(
             session,
             target,

@@ -135,14 +135,18 @@ def resolve_target(
     job_id: str | None = None,
     step: int | None = None,
     base_model: str | None = None,
+    endpoint: str | None = None,
 ) -> ChatTarget:
-    """What to chat with: ``base_model``, job ``job_id``, else the project's newest completed job.
+    """What to chat with: ``endpoint``'s model, ``base_model``, job ``job_id``, else the newest job.
 
-    ``step`` picks a checkpoint of the job instead of its final adapter.
+    ``step`` picks a checkpoint of the job instead of its final adapter. An endpoint
+    (deployment) is chatted with as what it serves now, through the project's plane.
     """
     from arkor.cloud import NotFoundError
 
-    check_target_choice(job_id=job_id, step=step, base_model=base_model)
+    check_target_choice(job_id=job_id, step=step, base_model=base_model, endpoint=endpoint)
+    if endpoint is not None:
+        return _endpoint_target(session, endpoint)
     if base_model is not None:
         return BaseModelTarget(base_model)
     if job_id is None:
@@ -162,14 +166,42 @@ def resolve_target(
 
 
 def check_target_choice(
-    *, job_id: str | None = None, step: int | None = None, base_model: str | None = None
+    *,
+    job_id: str | None = None,
+    step: int | None = None,
+    base_model: str | None = None,
+    endpoint: str | None = None,
 ) -> None:
-    """Refuse a base model together with a job or a checkpoint (before anything connects)."""
+    """Refuse two targets at once (before anything connects)."""
+    if endpoint is not None and (base_model is not None or job_id is not None or step is not None):
+        raise UsageError(
+            "--endpoint chats with what an endpoint serves; --base, --job and --checkpoint "
+            "pick a model themselves: give one or the other."
+        )
     if base_model is not None and (job_id is not None or step is not None):
         raise UsageError(
             "--base chats with a bare base model, and --job / --checkpoint pick a trained "
             "adapter: give one or the other."
         )
+
+
+def _endpoint_target(session: Session, endpoint: str) -> ChatTarget:
+    """The model an endpoint of this project serves: a job's adapter, or a base model."""
+    from arkor.cloud import AdapterTarget, NotFoundError
+
+    try:
+        deployment = session.client.get_deployment(session.scope, endpoint)
+    except NotFoundError:
+        raise UsageError(
+            f"This project has no endpoint `{endpoint}` on the {session.describe()}. "
+            "`arkor endpoints list` shows its endpoints."
+        ) from None
+    target = deployment.target
+    if isinstance(target, AdapterTarget):
+        job = session.client.get_job(session.scope, target.adapter.job_id, include_events=False)
+        step = target.adapter.step if target.adapter.kind == "checkpoint" else None
+        return JobTarget(job.job, step)
+    return BaseModelTarget(target.base_model)
 
 
 class Reply:

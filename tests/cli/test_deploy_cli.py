@@ -47,6 +47,16 @@ def test_deploy_then_chat_with_openai_then_manage_the_endpoint(
         reply = client.chat.completions.create(model="x", messages=HELLO, max_tokens=4)
         assert reply.choices[0].message.content
 
+        greedy = client.chat.completions.create(
+            model="x", messages=HELLO, max_tokens=6, temperature=0
+        )
+        chatted = cli(
+            "chat", "--endpoint", "json-bot", "--system", "", "-m", "say hello",
+            "--temperature", "0", "--max-tokens", "6", "--json",
+        )  # fmt: skip
+        assert chatted.exit_code == 0, chatted.stderr
+        assert json.loads(chatted.stdout)["answer"] == greedy.choices[0].message.content
+
         taken = cli("deploy", "--slug", "json-bot")
         assert taken.exit_code == 2 and "is taken" in taken.stderr
 
