@@ -45,8 +45,11 @@ def list_endpoints(json_output: JsonOption = False) -> int:
     session = _session()
     try:
         deployments = session.client.list_deployments(session.scope)
+        embedded = session.kind == "embedded"
     finally:
         session.close()
+    if embedded and deployments:
+        _not_served_note()
     if json_output:
         for deployment in deployments:
             print_json_line(deployment.to_wire())
@@ -73,8 +76,11 @@ def show(endpoint: EndpointArgument, json_output: JsonOption = False) -> int:
     try:
         deployment = session.client.get_deployment(session.scope, endpoint)
         runs = session.client.list_deployment_runs(session.scope, deployment.id, limit=10)
+        embedded = session.kind == "embedded"
     finally:
         session.close()
+    if embedded:
+        _not_served_note()
     if json_output:
         print_json_line(
             {"deployment": deployment.to_wire(), "runs": [run.to_wire() for run in runs]}
@@ -307,3 +313,14 @@ def _retention(deployment: DeploymentDto) -> str:
     if deployment.run_retention_mode == "unlimited":
         return "requests kept"
     return "requests not kept"
+
+
+def _not_served_note() -> None:
+    """On stderr: with no plane running, endpoints are stored but not served at these URLs."""
+    from arkor.cli._output import warn
+
+    warn(
+        "No `arkor serve` is running here, so these endpoints are not being served, and their "
+        "URLs name a plane that lives only for this command. Start `arkor serve` (or set "
+        "ARKOR_CLOUD_API_URL to the plane you use) and ask again for the URLs that answer."
+    )
