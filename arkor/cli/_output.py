@@ -76,3 +76,15 @@ def stdout_reserved_for_json() -> Iterator[TextIO]:
     finally:
         sys.stdout.flush()
         sys.stdout = reserved
+
+
+def human_size(size: int) -> str:
+    """Bytes for a person, in 1000-based units."""
+    if size < 1000:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1000:.1f} TB"

@@ -61,8 +61,8 @@ def export(
 
       arkor export job_0123 --format gguf --out ./gguf --checkpoint 300
     """
-    from arkor.cli._output import echo, print_json_line
-    from arkor.cli.jobs import fetch, find_job, human_size, pick_artifacts
+    from arkor.cli._output import echo, human_size, print_json_line
+    from arkor.cli.jobs import fetch, find_job, pick_artifacts
     from arkor.engine._export import (
         EXPORT_FORMATS,
         TRAINER_STATE,

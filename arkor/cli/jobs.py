@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from arkor.cli._options import JsonOption
+from arkor.cli._output import human_size
 
 if TYPE_CHECKING:
     from arkor.cloud import Artifact, JobEnvelope, JobEvent
@@ -146,18 +147,6 @@ def _show_results(
 
 def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def human_size(size: int) -> str:
-    """Bytes for a person, in 1000-based units."""
-    if size < 1000:
-        return f"{size} B"
-    value = float(size)
-    for unit in ("kB", "MB", "GB"):
-        value /= 1000
-        if value < 1000:
-            return f"{value:.1f} {unit}"
-    return f"{value / 1000:.1f} TB"
 
 
 def _trained_with(events: list[JobEvent]) -> dict[str, Any] | None:

@@ -60,7 +60,7 @@ def import_model(
 
       arkor models import ~/weights/my-llama --name me/my-llama --force
     """
-    from arkor.cli._output import echo, print_json, style
+    from arkor.cli._output import echo, human_size, print_json, style
     from arkor.engine import require_local
     from arkor.engine._store import ModelStore, is_gguf
 
@@ -72,7 +72,9 @@ def import_model(
         print_json(stored.to_json())
         return 0
     seconds = time.monotonic() - started
-    echo(f"{style('✓', 'green')} Imported {stored.name} ({_size(stored.size)}) in {seconds:.1f} s")
+    echo(
+        f"{style('✓', 'green')} Imported {stored.name} ({human_size(stored.size)}) in {seconds:.1f} s"
+    )
     echo(f"  stored at  {stored.path}")
     echo(f'  use it as  model = "{stored.name}"')
     return 0
@@ -81,7 +83,7 @@ def import_model(
 @app.command("list")
 def list_models(json_output: JsonOption = False) -> int:
     """List the stored models: id, size and where each was imported from."""
-    from arkor.cli._output import echo, print_json, style
+    from arkor.cli._output import echo, human_size, print_json, style
     from arkor.engine._store import ModelStore
 
     store = ModelStore()
@@ -97,7 +99,7 @@ def list_models(json_output: JsonOption = False) -> int:
         return 0
     echo(style(_table_row("ID", "SIZE", "SOURCE", _width(models)), "bold"))
     for model in models:
-        echo(_table_row(model.name, _size(model.size), model.source, _width(models)))
+        echo(_table_row(model.name, human_size(model.size), model.source, _width(models)))
     return 0
 
 
@@ -108,11 +110,11 @@ def remove_model(
     ],
 ) -> int:
     """Delete a model from the store (the source it was imported from is untouched)."""
-    from arkor.cli._output import echo, style
+    from arkor.cli._output import echo, human_size, style
     from arkor.engine._store import ModelStore
 
     removed = ModelStore().remove(name)
-    echo(f"{style('✓', 'green')} Removed {removed.name} ({_size(removed.size)} freed)")
+    echo(f"{style('✓', 'green')} Removed {removed.name} ({human_size(removed.size)} freed)")
     return 0
 
 
@@ -126,15 +128,3 @@ def _width(models: list[StoredModel]) -> int:
 
 def _table_row(name: str, size: str, source: str, width: int) -> str:
     return f"{name:<{width}}  {size:>9}  {source}"
-
-
-def _size(size: int) -> str:
-    """Bytes for a person, in 1000-based units."""
-    if size < 1000:
-        return f"{size} B"
-    value = float(size)
-    for unit in ("kB", "MB", "GB"):
-        value /= 1000
-        if value < 1000:
-            return f"{value:.1f} {unit}"
-    return f"{value / 1000:.1f} TB"
