@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     )
     from arkor.cloud._client import (
         CloudApiClient,
+        CloudApiClientOptions,
         clear_deprecation_notice,
         deprecation_notice,
     )
@@ -151,6 +152,7 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
+    "CloudApiClientOptions": "arkor.cloud._client",
     "AdapterTarget": "arkor.cloud._deployments",
     "BaseModelTarget": "arkor.cloud._deployments",
     "ChatCompletionRequest": "arkor.cloud._api_models",
@@ -281,6 +283,7 @@ __all__ = [
     "ChoiceDelta",
     "CliConfig",
     "CloudApiClient",
+    "CloudApiClientOptions",
     "CloudApiError",
     "CompletionUsage",
     "ConflictError",

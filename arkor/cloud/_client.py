@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -104,6 +105,17 @@ def _record_deprecation(base_url: str, response: httpx.Response) -> None:
     _deprecation = notice
 
 
+@dataclass(frozen=True)
+class CloudApiClientOptions:
+    """What a :class:`CloudApiClient` is built from, as one value (``CloudApiClient.from_options``)."""
+
+    base_url: str
+    token: str | None = None
+    timeout: float | httpx.Timeout = DEFAULT_TIMEOUT
+    retries: int = 2
+    retry_delay: float = 0.25
+
+
 class CloudApiClient:
     """A typed client for an Arkor control plane (PROTOCOL.md), local or hosted.
 
@@ -140,6 +152,20 @@ class CloudApiClient:
         self._http = http if http is not None else httpx.Client(timeout=timeout)
         self._retries = retries
         self._retry_delay = retry_delay
+
+    @classmethod
+    def from_options(
+        cls, options: CloudApiClientOptions, *, http: httpx.Client | None = None
+    ) -> Self:
+        """A client built from ``options`` (the TypeScript SDK's ``CloudApiClientOptions``)."""
+        return cls(
+            options.base_url,
+            options.token,
+            http=http,
+            timeout=options.timeout,
+            retries=options.retries,
+            retry_delay=options.retry_delay,
+        )
 
     @classmethod
     def from_credentials(

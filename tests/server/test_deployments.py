@@ -352,3 +352,12 @@ def test_a_schema_that_cannot_be_used_is_a_bad_request(trained: Trained) -> None
             messages=HELLO,
             response_format={"type": "yaml"},  # type: ignore[arg-type,typeddict-item]
         )
+
+
+def test_a_client_built_from_options_manages_deployments(trained: Trained) -> None:
+    from arkor.cloud import CloudApiClientOptions
+
+    options = CloudApiClientOptions(base_url=trained.plane.url, token=trained.client.token)
+    with CloudApiClient.from_options(options) as client:
+        trained.deploy("options-bot", authMode="none")
+        assert "options-bot" in [d.slug for d in client.list_deployments(trained.scope)]
