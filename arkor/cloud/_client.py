@@ -111,7 +111,8 @@ class CloudApiClientOptions:
 
     base_url: str
     token: str | None = None
-    timeout: float | httpx.Timeout = DEFAULT_TIMEOUT
+    timeout: float | httpx.Timeout | None = None
+    """Seconds, or an ``httpx.Timeout``; None: the client's default."""
     retries: int = 2
     retry_delay: float = 0.25
 
@@ -162,7 +163,7 @@ class CloudApiClient:
             options.base_url,
             options.token,
             http=http,
-            timeout=options.timeout,
+            timeout=options.timeout if options.timeout is not None else DEFAULT_TIMEOUT,
             retries=options.retries,
             retry_delay=options.retry_delay,
         )
