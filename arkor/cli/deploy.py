@@ -108,15 +108,13 @@ def _job(session: Session, job_id: str | None) -> TrainingJob:
 
     if job_id is not None:
         return session.client.get_job(session.scope, job_id, include_events=False).job
-    completed = [
-        job for job in session.client.list_jobs(session.scope) if job.status == "completed"
-    ]
-    if not completed:
+    newest = session.newest_completed_job()
+    if newest is None:
         raise UsageError(
             "This project has no completed job to deploy yet. Train one with `arkor start`, "
             "or name a job: `arkor deploy JOB_ID`."
         )
-    return completed[0]
+    return newest
 
 
 def _slug_for(name: str) -> str:

@@ -150,8 +150,7 @@ def resolve_target(
     if base_model is not None:
         return BaseModelTarget(base_model)
     if job_id is None:
-        jobs = session.client.list_jobs(session.scope)  # newest first
-        newest = next((job for job in jobs if job.status == "completed"), None)
+        newest = session.newest_completed_job()
         if newest is None:
             raise UsageError(NO_COMPLETED_JOB)
         return JobTarget(newest, step)

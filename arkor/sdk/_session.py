@@ -33,6 +33,7 @@ from arkor.cloud import (
 from arkor.cloud._credentials import DEFAULT_ARKOR_CLOUD_API_URL
 
 if TYPE_CHECKING:
+    from arkor.cloud import TrainingJob
     from arkor.server import RunningPlane
 
 PlaneKind = Literal["remote", "local", "embedded"]
@@ -91,6 +92,11 @@ class Session:
         """One line for the CLI: which plane this run uses."""
         target = self._target or PlaneTarget(self.kind, self.url, self.url)
         return target.describe()
+
+    def newest_completed_job(self) -> TrainingJob | None:
+        """The project's most recent job that completed (what chat and deploy default to)."""
+        jobs = self.client.list_jobs(self.scope)  # newest first
+        return next((job for job in jobs if job.status == "completed"), None)
 
     def close(self) -> None:
         """Close the client; stop the embedded plane (its running job stops with it)."""

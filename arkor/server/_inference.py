@@ -122,3 +122,15 @@ def _parse(line: bytes) -> dict[str, object]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def worker_error(raw: bytes) -> str:
+    """The message of an inference worker's error answer (its JSON ``error``, else its text)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str):
+        return error
+    return raw.decode("utf-8", "replace")[:500] or "The inference worker failed."

@@ -19,6 +19,7 @@ from arkor.cloud import ChatCompletion, InferenceRequest
 from arkor.server._db import in_thread
 from arkor.server._errors import SCOPED_ERRORS, ApiError, error_responses
 from arkor.server._guards import REQUEST_ID_KEY
+from arkor.server._inference import worker_error
 from arkor.server._plane import Plane
 from arkor.server._store import ProjectRow
 from arkor.server._targets import ServedModel, base_model, job_adapter
@@ -45,7 +46,7 @@ async def chat(
     if upstream.status_code != 200:
         raw = await upstream.aread()
         await upstream.aclose()
-        message = _error_message(raw)
+        message = worker_error(raw)
         if upstream.status_code == 422:  # the request can't be answered (an unknown model, …)
             raise ApiError(422, message)
         request_id = request.scope[REQUEST_ID_KEY]
@@ -89,14 +90,3 @@ def _resolve(*, plane: Plane, project: ProjectRow, body: InferenceRequest) -> Se
     return job_adapter(
         plane=plane, project_id=project.id, adapter=body.adapter, base=body.base_model
     )
-
-
-def _error_message(raw: bytes) -> str:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, str):
-        return error
-    return raw.decode("utf-8", "replace")[:500] or "The inference worker failed."

@@ -27,6 +27,7 @@ from arkor.server._db import in_thread
 from arkor.server._deployments import DeploymentRow
 from arkor.server._errors import ApiError, error_responses
 from arkor.server._guards import REQUEST_ID_KEY
+from arkor.server._inference import worker_error
 from arkor.server._plane import Plane
 from arkor.server._store import new_id
 from arkor.server._targets import ServedModel, base_model, job_adapter
@@ -258,10 +259,7 @@ class _RunRecord:
 async def _upstream_failed(
     request: Request, run: _RunRecord, status: int, raw: bytes
 ) -> JSONResponse:
-    try:
-        message = str(json.loads(raw).get("error"))
-    except (ValueError, AttributeError):
-        message = raw.decode("utf-8", "replace")[:500]
+    message = worker_error(raw)
     if status == 422:  # the worker cannot answer this request (the model is missing, ...)
         await run.finish(400, None, error=message)
         return openai_error(400, message, code="invalid_request")
