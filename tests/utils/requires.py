@@ -1,9 +1,10 @@
 """Optional parts of the test environment: skipped on a developer's machine, required under CI.
 
-A developer without the ``local`` extra (or the SmolLM2 weights) gets skips that say how
-to install what is missing. Under CI (``CI`` set, as CI services do) or with
-``ARKOR_REQUIRE_ENGINE=1`` (``scripts/test.sh`` sets it), the same absence fails the run:
-a broken install must not turn CI green by skipping every engine, training and SDK test.
+A developer without the ``local`` extra (or the SmolLM2 weights, or Chromium) gets skips that
+say how to install what is missing. Under CI (``CI`` set, as CI services do), or with
+``ARKOR_REQUIRE_ENGINE=1`` for the engine and ``ARKOR_REQUIRE_BROWSER=1`` for the browser
+(``scripts/test.sh`` sets both), the same absence fails the run: a broken install must not
+turn CI green by skipping every engine, training, SDK or Studio test.
 Read once at import, before any test sets ``CI`` for the code under test.
 """
 
@@ -17,20 +18,22 @@ from typing import NoReturn
 import pytest
 
 LOCAL_EXTRA = "pip install 'arkor[local]'"
+ENGINE = "ARKOR_REQUIRE_ENGINE"
+BROWSER = "ARKOR_REQUIRE_BROWSER"
 
 
-def _required() -> bool:
-    ci = os.environ.get("CI", "").lower() not in ("", "0", "false")
-    return ci or os.environ.get("ARKOR_REQUIRE_ENGINE") == "1"
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
 
 
-REQUIRED = _required()
+# Each variable's verdict, taken before the isolation fixture sets CI=1 for every test.
+_REQUIRED = {variable: _ci() or os.environ.get(variable) == "1" for variable in (ENGINE, BROWSER)}
 
 
-def unavailable(reason: str) -> NoReturn:
-    """Skip (the whole module when called at import), or fail where CI demands the test run."""
-    if REQUIRED:
-        pytest.fail(f"{reason} (CI / ARKOR_REQUIRE_ENGINE=1 forbids skipping)", pytrace=False)
+def unavailable(reason: str, variable: str = ENGINE) -> NoReturn:
+    """Skip (the whole module when called at import), or fail where CI or ``variable`` demands it."""
+    if _REQUIRED[variable]:
+        pytest.fail(f"{reason} (CI / {variable}=1 forbids skipping)", pytrace=False)
     pytest.skip(reason, allow_module_level=True)
 
 
