@@ -8,6 +8,7 @@ from arkor.cli import (
     build,
     chat,
     deploy,
+    dev,
     endpoints,
     export,
     init,
@@ -51,6 +52,7 @@ app.command("chat")(chat.chat)
 app.command("deploy")(deploy.deploy)
 app.command("schema")(schema.schema)
 app.command("serve")(serve.serve)
+app.command("dev")(dev.dev)
 app.command("login")(login.login)
 app.command("logout")(login.logout)
 app.command("whoami")(login.whoami)
