@@ -9,8 +9,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import FrameType
 from pathlib import Path
+from types import FrameType
 
 from arkor.errors import ArkorError
 
