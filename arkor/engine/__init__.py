@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from arkor.engine._deps import LOCAL_EXTRA_HINT, MissingExtraError, require_local
     from arkor.engine._events import EventSink, JsonlSink, ListSink
     from arkor.engine._infer import EngineStats, GenerationRequest, InferenceEngine, InferenceError
+    from arkor.engine._inspect import RowReport, RowsInspection, TokenPiece, inspect_rows
     from arkor.engine._run import (
         ADAPTER_DIRNAME,
         CHECKPOINTS_DIRNAME,
@@ -35,6 +36,10 @@ _LAZY = {
     "GenerationRequest": "arkor.engine._infer",
     "InferenceEngine": "arkor.engine._infer",
     "InferenceError": "arkor.engine._infer",
+    "RowReport": "arkor.engine._inspect",
+    "RowsInspection": "arkor.engine._inspect",
+    "TokenPiece": "arkor.engine._inspect",
+    "inspect_rows": "arkor.engine._inspect",
     "ADAPTER_DIRNAME": "arkor.engine._run",
     "CHECKPOINTS_DIRNAME": "arkor.engine._run",
     "TrainingOutcome": "arkor.engine._run",
@@ -59,9 +64,13 @@ __all__ = [
     "MissingExtraError",
     "ModelStore",
     "ModelStoreError",
+    "RowReport",
+    "RowsInspection",
     "StoredModel",
+    "TokenPiece",
     "TrainingOutcome",
     "TrainingRun",
+    "inspect_rows",
     "require_local",
     "train",
 ]

@@ -449,6 +449,14 @@ def _read_file(path: Path, file_format: str, where: str) -> datasets.Dataset:
     except FormatError as error:
         at = f" (line {error.line})" if error.line is not None else ""
         raise DataError(f"Cannot read {where}{at}: {error.message}") from None
+    return rows_table(rows, where)
+
+
+def rows_table(rows: Sequence[Mapping[str, Any]], where: str) -> datasets.Dataset:
+    """Rows as a Dataset, as a file's are read: every row gets every column (None where it
+    lacks one), and a column whose rows disagree on a type is kept as JSON text."""
+    import datasets
+
     columns = list(dict.fromkeys(key for row in rows for key in row))
     try:
         return datasets.Dataset.from_dict(
@@ -515,6 +523,18 @@ class _Rendered:
     """Character spans of ``text`` whose tokens keep their labels (when masking)."""
 
 
+@dataclass(frozen=True)
+class EncodedRow:
+    """One row as training tokenizes and masks it, before truncation at ``max_length``."""
+
+    text: str
+    """What the row renders to (the chat template's output, for chat rows)."""
+    input_ids: list[int]
+    labels: list[int]
+    offsets: list[tuple[int, int]] | None
+    """Each token's characters in ``text`` (an appended EOS has none); None from a slow tokenizer."""
+
+
 class _Encoder:
     """Renders rows, tokenizes them in batches and masks the labels, counting truncation."""
 
@@ -554,43 +574,69 @@ class _Encoder:
         examples: list[Example] = []
         for start in range(0, len(indices), _BATCH_ROWS):
             chosen = list(indices[start : start + _BATCH_ROWS])
-            columns: dict[str, list[Any]] = dataset[chosen]
-            rows = [
-                dict(zip(columns, values, strict=True))
-                for values in zip(*columns.values(), strict=True)
-            ]
             rendered = [
-                self._render(row, index + 1, where) for index, row in zip(chosen, rows, strict=True)
+                self._render(row, index + 1, where)
+                for index, row in zip(chosen, _rows(dataset, chosen), strict=True)
             ]
-            encoded = self.tokenizer(
-                [item.text for item in rendered],
-                add_special_tokens=not self.templated,
-                return_offsets_mapping=self.masked,
-                return_attention_mask=False,
-            )
-            for position, item in enumerate(rendered):
-                example = self._example(
-                    list(encoded["input_ids"][position]),
-                    encoded["offset_mapping"][position] if self.masked else None,
-                    item.spans,
-                )
+            for row in self._tokenize(rendered, offsets=self.masked):
+                example = self._example(row)
                 if example is not None:
                     examples.append(example)
         return examples
 
-    def _example(
-        self,
-        ids: list[int],
-        offsets: list[tuple[int, int]] | None,
-        spans: list[tuple[int, int]],
-    ) -> Example | None:
-        labels = _span_labels(ids, offsets, spans) if offsets is not None else list(ids)
-        if self.eos_id is not None:
-            if ids and ids[-1] == self.eos_id:
-                labels[-1] = self.eos_id
-            else:
-                ids.append(self.eos_id)
-                labels.append(self.eos_id)
+    def encode_each(self, dataset: datasets.Dataset, where: str) -> list[EncodedRow | DataError]:
+        """Every row of ``dataset`` as :meth:`encode` tokenizes it, or the error it raises there.
+
+        Nothing is truncated or counted, so a caller can show what training keeps of each row.
+        """
+        results: list[EncodedRow | DataError] = []
+        offsets = self.masked or bool(self.tokenizer.is_fast)
+        for start in range(0, len(dataset), _BATCH_ROWS):
+            chosen = list(range(start, min(start + _BATCH_ROWS, len(dataset))))
+            rendered: list[_Rendered | DataError] = []
+            for index, row in zip(chosen, _rows(dataset, chosen), strict=True):
+                try:
+                    rendered.append(self._render(row, index + 1, where))
+                except DataError as error:
+                    rendered.append(error)
+            encoded = iter(
+                self._tokenize(
+                    [item for item in rendered if isinstance(item, _Rendered)], offsets=offsets
+                )
+            )
+            results.extend(
+                item if isinstance(item, DataError) else next(encoded) for item in rendered
+            )
+        return results
+
+    def _tokenize(self, rendered: list[_Rendered], *, offsets: bool) -> list[EncodedRow]:
+        """Tokenize rendered rows in one batch and label them (masked, with EOS appended)."""
+        if not rendered:
+            return []
+        encoded = self.tokenizer(
+            [item.text for item in rendered],
+            add_special_tokens=not self.templated,
+            return_offsets_mapping=offsets,
+            return_attention_mask=False,
+        )
+        rows: list[EncodedRow] = []
+        for position, item in enumerate(rendered):
+            ids = list(encoded["input_ids"][position])
+            at = list(encoded["offset_mapping"][position]) if offsets else None
+            labels = (
+                _span_labels(ids, at, item.spans) if self.masked and at is not None else list(ids)
+            )
+            if self.eos_id is not None:
+                if ids and ids[-1] == self.eos_id:
+                    labels[-1] = self.eos_id
+                else:
+                    ids.append(self.eos_id)
+                    labels.append(self.eos_id)
+            rows.append(EncodedRow(item.text, ids, labels, at))
+        return rows
+
+    def _example(self, row: EncodedRow) -> Example | None:
+        ids, labels = row.input_ids, row.labels
         if len(ids) > self.max_length:
             ids, labels = ids[: self.max_length], labels[: self.max_length]
             self.truncated += 1
@@ -700,6 +746,14 @@ class _Encoder:
         if isinstance(eos, str) and eos and text.startswith(eos, end):
             end += len(eos)
         return start, end
+
+
+def _rows(dataset: datasets.Dataset, chosen: list[int]) -> list[dict[str, Any]]:
+    """The chosen rows as dicts, read in one go (a column at a time is what Arrow is fast at)."""
+    columns: dict[str, list[Any]] = dataset[chosen]
+    return [
+        dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
+    ]
 
 
 def _clean(message: dict[str, Any]) -> dict[str, Any]:
