@@ -8,20 +8,31 @@ OpenAI's chat shapes keep OpenAI's snake_case names on the wire.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from arkor.cloud._models import (
     Artifact,
+    AsConfig,
+    DatasetFormat,
     JobConfig,
     JobEvent,
+    ModelPin,
     Name,
     ShortText,
     StrictWireModel,
     WireInt,
     WireModel,
 )
+from arkor.config import Lora, Trainer
 
 
 class ChatMessage(WireModel):
@@ -386,3 +397,80 @@ class WorkerAck(WireModel):
 
     event_id: int | None = None
     cancel_requested: bool = False
+
+
+# --- data inspection: how training tokenizes and masks sample rows -------------------------
+
+MAX_INSPECT_ROWS = 2000
+"""The most rows one ``POST /v1/data/inspect`` takes (the plane's body limit may allow fewer)."""
+
+
+class DataInspectRequest(StrictWireModel):
+    """The body of ``POST /v1/data/inspect``: rows to tokenize and mask as a job would.
+
+    The settings are the job config's, so a caller sends what it would train with; the
+    model's tokenizer is loaded at ``model_pin.revision`` when one is given. ``detail``
+    picks the row whose tokens come back one by one.
+    """
+
+    model: Annotated[str, AsConfig(Trainer, "model")]
+    model_pin: ModelPin | None = None
+    dataset_format: DatasetFormat | None = None
+    max_length: Annotated[int | None, AsConfig(Lora, "max_length")] = None
+    train_on_responses_only: Annotated[
+        bool | None, AsConfig(Trainer, "train_on_responses_only")
+    ] = None
+    rows: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_INSPECT_ROWS)
+    detail: WireInt = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _detail_is_a_row(self) -> Self:
+        if self.detail >= len(self.rows):
+            raise ValueError(
+                f"detail = {self.detail} names no row: it is the 0-based index of one of the "
+                f"{len(self.rows)} rows sent."
+            )
+        return self
+
+
+class InspectedRow(WireModel):
+    """One row: its tokens before truncation and how many of those the loss learns from.
+
+    ``learned`` counts after truncation at ``max_length``; a row with ``learned = 0`` is
+    left out of training. A row training would refuse carries ``error`` (and zero counts).
+    """
+
+    tokens: int = 0
+    learned: int = 0
+    truncated: bool = False
+    error: str | None = None
+
+
+class InspectedToken(WireModel):
+    """One token of the detail row: its piece of the rendered text, and whether it is learned.
+
+    The pieces concatenate to the rendered text; a special token the tokenizer adds (a
+    BOS, the EOS appended to a row no template closes) shows as the token itself.
+    """
+
+    text: str
+    learned: bool
+
+
+class InspectedDetail(WireModel):
+    """The ``detail`` row, token by token (tokens past ``max_length`` are never learned)."""
+
+    index: int
+    tokens: list[InspectedToken]
+
+
+class DataInspection(WireModel):
+    """``POST /v1/data/inspect``: the format used, the length cap, and each row's counts.
+
+    ``detail`` is None when the detail row is one training would refuse (see its ``error``).
+    """
+
+    format: dict[str, str]
+    max_length: int
+    rows: list[InspectedRow]
+    detail: InspectedDetail | None = None

@@ -27,6 +27,8 @@ from arkor.cloud._api_models import (
     AnonymousTokenRequest,
     ArtifactList,
     CliConfig,
+    DataInspection,
+    DataInspectRequest,
     InferenceRequest,
     JobEnvelope,
     JobList,
@@ -327,6 +329,15 @@ class CloudApiClient:
         response = self._call("GET", f"{_job_path(job_id)}/artifacts", params=_scope(scope))
         return _parse(ArtifactList, response).artifacts
 
+    @contextmanager
+    def stream_artifact(
+        self, scope: ProjectScope, job_id: str, path: str
+    ) -> Iterator[httpx.Response]:
+        """One artifact's bytes as a raw stream (its sha256 in ``X-Content-Sha256``, when sent)."""
+        url = f"{_job_path(job_id)}/artifacts/{quote(path, safe='/')}"
+        with self._stream("GET", url, params=_scope(scope)) as response:
+            yield response
+
     def download_artifact(
         self,
         scope: ProjectScope,
@@ -345,9 +356,8 @@ class CloudApiClient:
 
         from arkor.errors import ArkorError
 
-        url = f"{_job_path(job_id)}/artifacts/{quote(path, safe='/')}"
         destination.parent.mkdir(parents=True, exist_ok=True)
-        with self._stream("GET", url, params=_scope(scope)) as response:
+        with self.stream_artifact(scope, job_id, path) as response:
             expected = response.headers.get("X-Content-Sha256")
             digest = hashlib.sha256()
 
@@ -424,6 +434,21 @@ class CloudApiClient:
             retry=False,
         ) as response:
             yield response
+
+    def inspect_data(self, scope: ProjectScope, request: DataInspectRequest) -> DataInspection:
+        """Tokenize and mask sample rows as training would: tokens and learned tokens per row.
+
+        The first call on a plane may load the model's tokenizer, so it may take a while.
+        """
+        response = self._call(
+            "POST",
+            "/v1/data/inspect",
+            params=_scope(scope),
+            json=request.to_wire(),
+            timeout=_INFERENCE_TIMEOUT,
+            retry=False,
+        )
+        return _parse(DataInspection, response)
 
     # --- deployments --------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from arkor.server.routes import (
     artifacts,
     auth,
+    data,
     endpoints,
     events,
     inference,
@@ -26,6 +27,7 @@ for _module in (
     artifacts,
     uploads,
     inference,
+    data,
     endpoints,
     openai,
     internal,
