@@ -193,16 +193,20 @@ def create_app(studio: Studio, token: str) -> Any:
         app.add_api_route(path, page, methods=["GET"], include_in_schema=False)
 
     @app.get("/static/{name}", include_in_schema=False)
-    def static(name: str) -> Response:
+    def static(name: str, request: Request) -> Response:
+        """A static file; the modules it imports carry no hash, so the browser revalidates."""
         data = _static_file(name)
         suffix = name[name.rfind(".") :] if "." in name else ""
         if data is None or suffix not in STATIC_TYPES:
             return _error(404, f"No static file `{name}`.")
-        return Response(
-            data,
-            media_type=STATIC_TYPES[suffix],
-            headers={"cache-control": "public, max-age=31536000, immutable"},
+        etag = f'"{_asset_hash(name)}"'
+        cache = (
+            "public, max-age=31536000, immutable" if request.query_params.get("v") else "no-cache"
         )
+        headers = {"cache-control": cache, "etag": etag}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(data, media_type=STATIC_TYPES[suffix], headers=headers)
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:

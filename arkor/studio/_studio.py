@@ -8,6 +8,7 @@ the manifest, the data) are read from its folder, as ``arkor build`` reads them.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +28,9 @@ CONFIG_FOLDERS = ("configs",)
 DATA_PAGE_LIMIT = 200
 """The most rows one page of the Data view holds."""
 TOKEN_SAMPLE_ROWS = 2000
-"""Rows measured for the tokens-per-row histogram (the first ones of the file)."""
+"""Rows measured for the tokens-per-row histogram (the first ones of the file)..."""
+TOKEN_SAMPLE_BYTES = 512 * 1024
+"""...or fewer, so the request stays well under the plane's 1 MiB body limit."""
 HISTOGRAM_BINS = 20
 
 
@@ -337,17 +340,22 @@ class Studio:
         file_format = FILE_SUFFIXES[path.suffix.lower()]
         sample: list[dict[str, Any]] = []
         chosen: dict[str, Any] | None = None
-        count = 0
+        count = size = 0
+        sampling = True
         for index, item in enumerate(_file_rows(path, file_format)):
-            if index < TOKEN_SAMPLE_ROWS:
+            if sampling:
+                size += len(json.dumps(item, ensure_ascii=False).encode())
+                sampling = index < TOKEN_SAMPLE_ROWS and (size <= TOKEN_SAMPLE_BYTES or not sample)
+            if sampling:
                 sample.append(item)
             if index == row:
                 chosen = item
             count += 1
         if chosen is None:
             raise UsageError(f"Row {row} is past the end of the data ({count} rows).")
+        measured_rows = len(sample)
         detail = row
-        if row >= TOKEN_SAMPLE_ROWS:
+        if row >= measured_rows:
             sample.append(chosen)
             detail = len(sample) - 1
         trainer = loaded.config.trainer
@@ -363,7 +371,7 @@ class Studio:
             detail=detail,
         )
         inspection = self.session.client.inspect_data(self.session.scope, request)
-        measured = inspection.rows[:TOKEN_SAMPLE_ROWS]
+        measured = inspection.rows[:measured_rows]
         lengths = [item.tokens for item in measured if item.error is None]
         tokens = inspection.detail.tokens if inspection.detail is not None else []
         learned = sum(1 for token in tokens if token.learned)

@@ -191,3 +191,30 @@ def test_the_data_view_pages_rows_and_shows_what_is_learned(client: Any) -> None
     past = client.get("/api/data/tokens", params={"row": 10_000})
     assert past.status_code == 400
     assert "past the end" in past.json()["error"]["message"]
+
+
+def test_the_token_histogram_samples_what_fits_one_request_and_still_shows_any_row(
+    client: Any, project: Path
+) -> None:
+    long = "word " * 600
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"{index} {long}"},
+                {"role": "assistant", "content": "ok"},
+            ]
+        }
+        for index in range(400)
+    ]
+    (project / "data" / "train.jsonl").write_text(
+        "".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8"
+    )
+    tokens = client.get("/api/data/tokens", params={"row": 399})
+    assert tokens.status_code == 200, tokens.text
+    body = tokens.json()
+    assert body["count"] == 400
+    assert 0 < body["sampled"] < 400
+    assert sum(bin["rows"] for bin in body["histogram"]) == body["sampled"]
+    assert body["stats"]["truncated"] == body["sampled"]
+    assert body["row"]["index"] == 399
+    assert body["row"]["total"] > body["maxLength"]

@@ -132,6 +132,10 @@ def test_static_assets_are_served_by_content_hash_and_nothing_outside_them(app: 
         assert script.status_code == 200
         assert script.headers["content-type"].startswith("text/javascript")
         assert "immutable" in script.headers["cache-control"]
+        module = client.get("/static/api.js")
+        assert module.headers["cache-control"] == "no-cache"
+        etag = module.headers["etag"]
+        assert client.get("/static/api.js", headers={"If-None-Match": etag}).status_code == 304
         for escape in ("/static/..%2f_app.py", "/static/_app.py", "/static/.hidden.js"):
             assert client.get(escape).status_code == 404, escape
 
