@@ -48,6 +48,7 @@ def routes(job_id: str, upload_id: str) -> list[tuple[str, str, dict[str, Any]]]
             "/v1/inference/chat",
             {"json": {**chat, "adapter": {"kind": "final", "jobId": job_id}, "stream": False}},
         ),
+        ("POST", "/v1/data/inspect", {"json": {"model": "m", "rows": [{"text": "x"}]}}),
     ]
 
 
@@ -73,7 +74,7 @@ def test_another_orgs_job_id_is_404_in_ones_own_project(caller: Caller, outsider
     job = create(caller, "events:0")
     upload_id = upload(caller, b"{}\n")
     for method, path, options in routes(job["id"], upload_id):
-        if path in ("/v1/jobs", "/v1/uploads"):
+        if path in ("/v1/jobs", "/v1/uploads", "/v1/data/inspect"):
             continue  # these name no job; in the outsider's own project they are allowed
         answer = outsider.http.request(method, path, params=outsider.scope, **options)
         assert answer.status_code == 404, (method, path, answer.text)
