@@ -138,6 +138,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(error.status_code, str(error.detail))
 
     from fastapi.exceptions import RequestValidationError
+    from pydantic import ValidationError
+
+    @app.exception_handler(ValidationError)
+    async def invalid_wire_value(request: Request, error: ValidationError) -> JSONResponse:
+        """A body Studio passes on to the plane, refused by the plane's own wire model."""
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return _error(422, f"{where}: {first['msg']}" if where else str(first["msg"]))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -183,8 +191,6 @@ def create_app(studio: Studio, token: str) -> Any:
     )
     _install_error_handlers(app)
     shell = _shell(token)
-    session = studio.session
-    client, scope = session.client, session.scope
 
     def page() -> HTMLResponse:
         return HTMLResponse(shell, headers={"cache-control": "no-store"})
@@ -244,12 +250,12 @@ def create_app(studio: Studio, token: str) -> Any:
         resume = after
         if last_event_id is not None and last_event_id.strip().isdigit():
             resume = int(last_event_id)
-        opened = client.stream_events(scope, job_id, last_event_id=resume)
+        opened = studio.client.stream_events(studio.scope, job_id, last_event_id=resume)
         return _relay(opened, "text/event-stream")
 
     @app.get("/api/runs/{job_id}/artifacts/{path:path}")
     def artifact(job_id: str, path: str) -> StreamingResponse:
-        opened = client.stream_artifact(scope, job_id, path)
+        opened = studio.client.stream_artifact(studio.scope, job_id, path)
         name = path.rsplit("/", 1)[-1].replace('"', "")
         return _relay(
             opened,
@@ -287,15 +293,19 @@ def create_app(studio: Studio, token: str) -> Any:
 
         choice = ask.target
         if choice.kind == "base":
-            target = resolve_target(session, base_model=_required(choice.model, "target.model"))
+            target = resolve_target(
+                studio.session, base_model=_required(choice.model, "target.model")
+            )
         elif choice.kind == "endpoint":
-            target = resolve_target(session, endpoint=_required(choice.slug, "target.slug"))
+            target = resolve_target(studio.session, endpoint=_required(choice.slug, "target.slug"))
         else:
             step = _required(choice.step, "target.step") if choice.kind == "checkpoint" else None
-            target = resolve_target(session, job_id=_required(choice.run, "target.run"), step=step)
+            target = resolve_target(
+                studio.session, job_id=_required(choice.run, "target.run"), step=step
+            )
         options = ChatOptions(temperature=ask.temperature, max_tokens=ask.max_tokens)
         messages = [turn.model_dump() for turn in ask.messages]
-        stream = target.stream(session, messages, options)
+        stream = target.stream(studio.session, messages, options)
         chunks = stream.__enter__()  # the plane's refusals surface here, as JSON errors
         return StreamingResponse(
             _answer_frames(stream, chunks),
@@ -310,7 +320,7 @@ def create_app(studio: Studio, token: str) -> Any:
 
     @app.get("/api/endpoints")
     def endpoints() -> dict[str, Any]:
-        return {"deployments": [described(d) for d in client.list_deployments(scope)]}
+        return {"deployments": [described(d) for d in studio.client.list_deployments(studio.scope)]}
 
     @app.post("/api/endpoints", status_code=201)
     def create_endpoint(choice: EndpointChoice) -> dict[str, Any]:
@@ -321,7 +331,7 @@ def create_app(studio: Studio, token: str) -> Any:
                 **({"authMode": choice.auth_mode} if choice.auth_mode else {}),
             }
         )
-        return {"deployment": described(client.create_deployment(scope, body))}
+        return {"deployment": described(studio.client.create_deployment(studio.scope, body))}
 
     @app.patch("/api/endpoints/{ref}")
     def update_endpoint(ref: str, choice: EndpointChoice) -> dict[str, Any]:
@@ -334,21 +344,23 @@ def create_app(studio: Studio, token: str) -> Any:
         if choice.auth_mode is not None:
             changes["authMode"] = choice.auth_mode
         body = UpdateDeploymentInput.model_validate(changes)
-        return {"deployment": described(client.update_deployment(scope, ref, body))}
+        return {"deployment": described(studio.client.update_deployment(studio.scope, ref, body))}
 
     @app.delete("/api/endpoints/{ref}", status_code=204)
     def delete_endpoint(ref: str) -> Response:
-        client.delete_deployment(scope, ref)
+        studio.client.delete_deployment(studio.scope, ref)
         return Response(status_code=204)
 
     @app.get("/api/endpoints/{ref}/keys")
     def keys(ref: str) -> dict[str, Any]:
-        return {"keys": [key.to_wire() for key in client.list_deployment_keys(scope, ref)]}
+        return {
+            "keys": [key.to_wire() for key in studio.client.list_deployment_keys(studio.scope, ref)]
+        }
 
     @app.post("/api/endpoints/{ref}/keys", status_code=201)
     def create_key(ref: str, label: Annotated[KeyLabel | None, Body()] = None) -> Response:
-        created = client.create_deployment_key(
-            scope, ref, CreateDeploymentKeyInput(label=label.label if label else None)
+        created = studio.client.create_deployment_key(
+            studio.scope, ref, CreateDeploymentKeyInput(label=label.label if label else None)
         )
         return JSONResponse(
             {"key": created.key.to_wire()}, status_code=201, headers={"cache-control": "no-store"}
@@ -356,12 +368,12 @@ def create_app(studio: Studio, token: str) -> Any:
 
     @app.delete("/api/endpoints/{ref}/keys/{key_id}", status_code=204)
     def revoke_key(ref: str, key_id: str) -> Response:
-        client.revoke_deployment_key(scope, ref, key_id)
+        studio.client.revoke_deployment_key(studio.scope, ref, key_id)
         return Response(status_code=204)
 
     @app.get("/api/endpoints/{ref}/requests")
     def requests(ref: str) -> dict[str, Any]:
-        runs = client.list_deployment_runs(scope, ref, limit=50)
+        runs = studio.client.list_deployment_runs(studio.scope, ref, limit=50)
         return {"runs": [item.to_wire() for item in runs]}
 
     # --- data -----------------------------------------------------------------------
@@ -377,7 +389,11 @@ def create_app(studio: Studio, token: str) -> Any:
     def data_tokens(row: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
         return studio.data_tokens(row)
 
-    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PATCH", "DELETE", "PUT"])
+    @app.api_route(
+        "/api/{rest:path}",
+        methods=["GET", "POST", "PATCH", "DELETE", "PUT"],
+        include_in_schema=False,
+    )
     def unknown(rest: str) -> Response:
         return _error(404, f"No Studio API route `/api/{rest}`.")
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from arkor.errors import ArkorError, UsageError
 
 if TYPE_CHECKING:
-    from arkor.cloud import JobEvent, TrainingJob
+    from arkor.cloud import CloudApiClient, JobEvent, ProjectState, TrainingJob
     from arkor.config import LoadedConfig
     from arkor.sdk import AbortHandle, Session, Trainer
 
@@ -56,6 +56,14 @@ class Studio:
         self._followers: dict[str, Follower] = {}
         self._finished: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def client(self) -> CloudApiClient:
+        return self.session.client
+
+    @property
+    def scope(self) -> ProjectState:
+        return self.session.scope
 
     # --- the project ----------------------------------------------------------------
 
