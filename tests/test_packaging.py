@@ -94,6 +94,15 @@ def test_wheel_contains_the_shared_template_files(wheel_names: set[str]) -> None
         assert f"arkor/_data/templates/_shared/{name}" in wheel_names
 
 
+def test_wheel_contains_studios_pages_and_scripts(wheel_names: set[str]) -> None:
+    """`arkor dev` serves these from the installed package: no Node, no build step."""
+    static = Path(__file__).resolve().parents[1] / "arkor" / "studio" / "static"
+    shipped = sorted(path.name for path in static.iterdir() if not path.name.startswith("."))
+    assert {"index.html", "app.js", "style.css", "chart.js"} <= set(shipped)
+    for name in shipped:
+        assert f"arkor/studio/static/{name}" in wheel_names
+
+
 def test_wheel_has_the_console_script_and_no_tests(wheel_names: set[str]) -> None:
     """The ``arkor`` command is declared; the test suite is not packaged."""
     assert "arkor/cli/main.py" in wheel_names
