@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from arkor.cloud import TERMINAL_JOB_STATUSES
 from arkor.errors import ArkorError, UsageError
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class Studio:
         self.session = session
         self._followers: dict[str, Follower] = {}
         self._finished: dict[str, dict[str, Any]] = {}
+        self._steps: dict[str, list[int]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -200,7 +202,7 @@ class Studio:
                 continue
             events = client.get_job(scope, job.id).events or []
             summary = self.summary(job, events)
-            if job.status in ("completed", "failed", "cancelled"):
+            if job.status in TERMINAL_JOB_STATUSES:
                 self._finished[job.id] = summary
             summaries.append(summary)
         return {"runs": summaries}
@@ -268,8 +270,7 @@ class Studio:
         for job in client.list_jobs(scope):
             if job.status not in ("completed", "running", "cancelled", "failed"):
                 continue
-            events = client.get_job(scope, job.id).events or []
-            steps = [event.step for event in events if event.type == "checkpoint.saved"]
+            steps = self._checkpoint_steps(job)
             final = job.status == "completed"
             if final or steps:
                 runs.append(
@@ -288,6 +289,17 @@ class Studio:
             "runs": runs,
             "endpoints": endpoints,
         }
+
+    def _checkpoint_steps(self, job: TrainingJob) -> list[int]:
+        """The steps a job saved checkpoints at (kept once the job is over: they cannot change)."""
+        cached = self._steps.get(job.id)
+        if cached is not None:
+            return cached
+        events = self.client.get_job(self.scope, job.id).events or []
+        steps = [event.step for event in events if event.type == "checkpoint.saved"]
+        if job.status in TERMINAL_JOB_STATUSES:
+            self._steps[job.id] = steps
+        return steps
 
     def system_prompt(self, job_id: str | None) -> str | None:
         """The system message the project's training rows share (for ``job_id``: its data's)."""
@@ -472,24 +484,45 @@ def _follow(trainer: Trainer, abort: AbortHandle) -> None:
 
 
 def override_keys() -> list[str]:
-    """The dotted keys ``--set`` takes: every scalar field of the config models."""
+    """The dotted keys ``--set`` takes: every scalar field of the config models.
+
+    A field that is one of several sections (the dataset kinds) offers the keys of each.
+    """
+    from typing import Annotated, get_args, get_origin
+
     from pydantic import BaseModel
 
     from arkor.config import ArkorConfig
 
     keys: list[str] = []
 
+    def members(annotation: Any) -> list[Any]:
+        """The types a field takes: a union's members, with ``Annotated`` and None set aside."""
+        if get_origin(annotation) is Annotated:
+            return members(get_args(annotation)[0])
+        args = get_args(annotation)
+        if args and get_origin(annotation) is not Literal and not _is_section(annotation):
+            return [member for arg in args for member in members(arg)]
+        return [] if annotation is type(None) else [annotation]
+
     def walk(model: type[BaseModel], prefix: str) -> None:
         for name, field in model.model_fields.items():
             key = f"{prefix}{field.alias or name}"
-            annotation = field.annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                walk(annotation, f"{key}.")
-            else:
+            kinds = members(field.annotation)
+            if any(not _is_section(kind) for kind in kinds):
                 keys.append(key)
+            for kind in kinds:
+                if _is_section(kind):
+                    walk(kind, f"{key}.")
 
     walk(ArkorConfig, "")
-    return keys
+    return list(dict.fromkeys(keys))
+
+
+def _is_section(annotation: Any) -> bool:
+    from pydantic import BaseModel
+
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def issues_of(error: Any) -> list[dict[str, Any]]:

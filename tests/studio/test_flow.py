@@ -65,6 +65,8 @@ def test_a_run_started_in_studio_trains_streams_answers_and_deploys(
     assert [config["name"] for config in configs["configs"]] == ["arkor.toml"]
     assert "trainer.max_steps" in configs["overrideKeys"]
     assert "trainer.lora.r" in configs["overrideKeys"]
+    assert "trainer.dataset.path" in configs["overrideKeys"]
+    assert "trainer.dataset_format" in configs["overrideKeys"]
 
     bad = client.post("/api/validate", json={"overrides": ["trainer.max_steps=-1"]}).json()
     assert bad["valid"] is False
