@@ -100,6 +100,15 @@ def test_a_user_trains_watches_chats_and_deploys_in_studio(
     )
     assert int(chart.get_attribute("data-points") or 0) == 6
     assert page.get_by_test_id("checkpoint").count() == 2
+    # artifacts by folder: the final adapter's files open, one closed <details> per checkpoint
+    artifacts = page.get_by_test_id("artifacts")
+    artifacts.locator("details").first.wait_for()
+    assert (artifacts.locator(".art-folder").first.text_content() or "").startswith("adapter/")
+    folders = artifacts.locator("details")
+    assert folders.count() == 2
+    assert artifacts.locator("details[open]").count() == 0
+    assert "checkpoints/checkpoint-3/" in (folders.first.locator("summary").text_content() or "")
+    assert "studioToken=" in (artifacts.locator("a[download]").first.get_attribute("href") or "")
     screenshot(page, "studio-run")
 
     # chat with checkpoint 3 from its "Chat with this" link
@@ -107,6 +116,7 @@ def test_a_user_trains_watches_chats_and_deploys_in_studio(
         "link", name=re.compile("chat", re.I)
     ).click()
     page.wait_for_url(re.compile(rf"/playground\?run={job_id}&step=3"))
+    assert page.get_by_label("Max tokens").input_value() == "256"
     page.get_by_test_id("chat-input").fill("What is the capital of France?")
     page.get_by_test_id("send").click()
     answer = page.get_by_test_id("answer").last
@@ -131,7 +141,13 @@ def test_a_user_trains_watches_chats_and_deploys_in_studio(
 
     page.goto(f"{studio_url}/data")
     page.get_by_test_id("histogram").wait_for()
-    page.get_by_test_id("mask-view").wait_for()
+    page.get_by_test_id("mask-view").locator(".tokens").wait_for()
+    assert re.fullmatch(r"\d+ rows", page.get_by_test_id("data-count").text_content() or "")
+    assert "rows measured" in (page.get_by_test_id("rows-measured").text_content() or "")
+    # the rows scroll in a box instead of stretching the page
+    assert page.evaluate(
+        "() => document.querySelector('.rows-scroll').clientHeight <= 0.65 * innerHeight"
+    )
     screenshot(page, "studio-data")
 
     page.goto(f"{studio_url}/runs")
@@ -143,9 +159,20 @@ def test_a_user_trains_watches_chats_and_deploys_in_studio(
     page.emulate_media(color_scheme="dark")
     page.goto(f"{studio_url}/runs/{job_id}")
     page.get_by_test_id("chart").wait_for()
+    page.get_by_text("6 / 6").wait_for()
+    # a finished run's bar is drawn full at once, not caught mid-transition
+    assert page.evaluate(
+        "() => { const b = document.querySelector('.progress .bar');"
+        " return b.getBoundingClientRect().width === b.parentElement.clientWidth; }"
+    )
     screenshot(page, "studio-run-dark")
     page.set_viewport_size({"width": 420, "height": 800})
     page.goto(f"{studio_url}/playground")
     page.get_by_test_id("chat-input").wait_for()
+    # column, messages and composer stack without overlapping
+    assert page.evaluate(
+        "() => document.querySelector('.composer').getBoundingClientRect().top >="
+        " document.querySelector('[data-testid=chat-column]').getBoundingClientRect().bottom"
+    )
     screenshot(page, "studio-playground-narrow")
     assert browser_page.errors == []

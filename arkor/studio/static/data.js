@@ -51,23 +51,28 @@ export function render(main, { query }) {
   if (Number.isInteger(wanted) && wanted >= 0) { selected = wanted; offset = Math.floor(wanted / LIMIT) * LIMIT; }
 
   const source = h('p', { class: 'muted' }, 'Loading the dataset…');
-  const countEl = h('span', { 'data-testid': 'data-count', class: 'num' });
+  const countEl = h('strong', { 'data-testid': 'data-count', class: 'num' });
+  const measuredEl = h('span', { 'data-testid': 'rows-measured', class: 'num' }, 'measuring tokens…');
+  const maskTitle = h('h2', {}, 'Masking');
   const tokBox = h('div', {}, h('p', { class: 'muted' }, 'Measuring tokens…'));
   const tbody = h('tbody');
   const view = h('select', { id: 'row-view', 'aria-label': 'Show rows as' }, h('option', { value: 'chat' }, 'Chat turns'), h('option', { value: 'json' }, 'JSON'));
-  const prev = h('button', { type: 'button', class: 'btn small' }, 'Previous');
-  const next = h('button', { type: 'button', class: 'btn small' }, 'Next');
+  const prev = h('button', { type: 'button', class: 'btn' }, 'Previous');
+  const next = h('button', { type: 'button', class: 'btn' }, 'Next');
   const pageInfo = h('span', { class: 'muted num' });
   const mask = h('div', { class: 'mask-view', 'data-testid': 'mask-view' }, h('p', { class: 'muted' }, 'Select a row to see which of its tokens are learned.'));
+  const rowsBox = h('div', { class: 'rows-scroll' }, h('table', { class: 'table rows' },
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, '#'), h('th', { scope: 'col' }, 'Row'))), tbody));
+  const maskCard = h('section', { class: 'card' }, maskTitle, mask);
   const body = h('div', { hidden: true },
-    h('div', { class: 'grid2' },
+    h('div', { class: 'data-top' },
       h('section', { class: 'card' }, h('h2', {}, 'Tokens per row'), tokBox),
-      h('section', { class: 'card' }, h('h2', {}, 'Masking'), mask)),
+      maskCard),
     h('section', { class: 'card' },
       h('div', { class: 'page-head' }, h('h2', {}, 'Rows'), h('div', { class: 'actions' }, view, prev, pageInfo, next)),
-      h('div', { class: 'table-scroll' }, h('table', { class: 'table rows' },
-        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, '#'), h('th', { scope: 'col' }, 'Row'))), tbody))));
-  main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Data'), h('p', {}, countEl)), source, body);
+      rowsBox));
+  main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Data'),
+    h('p', { class: 'data-summary' }, countEl, h('span', { class: 'muted', 'aria-hidden': 'true' }, ' · '), measuredEl)), source, body);
 
   function drawRows() {
     tbody.replaceChildren(...rows.map(({ index, row }) => {
@@ -85,18 +90,23 @@ export function render(main, { query }) {
   function drawMask(r) {
     const note = r.learned === 0
       ? h('p', { class: 'error-box', role: 'alert' }, 'All labels are -100: this row teaches nothing. It may have no assistant turn (with trainer.train_on_responses_only on, only assistant tokens are learned), or its prompt alone fills maxLength.')
-      : h('p', { class: 'muted small num' }, `${r.learned} of ${r.total} tokens learned.`);
+      : h('p', { class: 'num' }, h('strong', {}, `${r.learned} of ${r.total}`), ' tokens learned.');
+    maskTitle.textContent = `Masking · row ${r.index}`;
     mask.replaceChildren(
-      h('p', { class: 'legend' }, h('span', { class: 'legend-item' }, h('span', { class: 'tok learned' }, 'learned'), ' counts in the loss'),
-        h('span', { class: 'legend-item' }, h('span', { class: 'tok masked' }, 'masked'), ' label -100')),
-      h('p', { class: 'small' }, `Row ${r.index}`), note,
-      h('div', { class: 'tokens' }, r.tokens.map((t) => h('span', { class: t.learned ? 'tok learned' : 'tok masked' }, t.text))));
+      h('p', { class: 'legend', 'aria-label': 'Legend' },
+        h('span', { class: 'legend-item' }, h('span', { class: 'tok learned' }, 'learned'), ' counts in the loss'),
+        h('span', { class: 'legend-item' }, h('span', { class: 'tok masked' }, 'masked'), ' label -100, not learned'),
+        h('span', { class: 'legend-item muted' }, 'one box per token; line breaks kept')),
+      note,
+      h('div', { class: 'tokens', tabindex: 0, role: 'group', 'aria-label': `Tokens of row ${r.index}` },
+        r.tokens.map((t) => h('span', { class: t.learned ? 'tok learned' : 'tok masked' }, t.text))));
   }
 
   async function loadTokens() {
     try {
       const tok = await get(`/api/data/tokens${selected !== null ? `?row=${selected}` : ''}`, opts);
       const st = tok.stats;
+      measuredEl.textContent = `${tok.sampled} of ${tok.count} rows measured${tok.sampled < tok.count ? ' (the first ones)' : ''}`;
       tokBox.replaceChildren(histogram(tok), h('div', { class: 'stats' },
         [['rows measured', `${tok.sampled} of ${tok.count}`], ['min', st.min], ['mean', fmtNum(st.mean, 4)], ['p50', st.p50],
           ['p95', st.p95], ['max', st.max], ['over maxLength', st.truncated], ['nothing learned', st.noLearned]]
@@ -104,6 +114,7 @@ export function render(main, { query }) {
       if (tok.row) drawMask(tok.row);
     } catch (err) {
       if (ctl.signal.aborted) return;
+      measuredEl.textContent = 'token counts unavailable';
       tokBox.replaceChildren(h('p', { class: 'error-box' }, err.message));
       mask.replaceChildren(h('p', { class: 'muted' }, 'Token counts are unavailable, so the masking view is too.'));
     }
@@ -114,6 +125,7 @@ export function render(main, { query }) {
     for (const tr of tbody.children) tr.classList.toggle('selected', Number(tr.dataset.row) === index);
     history.replaceState(null, '', `/data?row=${index}`);
     mask.replaceChildren(h('p', { class: 'muted' }, `Tokenizing row ${index}…`));
+    maskCard.scrollIntoView({ block: 'nearest' });
     loadTokens();
   }
 
@@ -126,13 +138,16 @@ export function render(main, { query }) {
         asChat = rows.some((r) => Array.isArray(r.row.messages));
         view.value = asChat ? 'chat' : 'json';
         const fmt = res.format && res.format.type ? ` · format ${res.format.type}` : '';
-        source.textContent = `${res.source}${res.path ? ` · ${res.path}` : ''}${fmt}`;
+        const path = res.path && !res.source.includes(res.path) ? ` · ${res.path}` : '';
+        source.textContent = `${res.source}${path}${fmt}`;
         countEl.textContent = count === null ? 'row count unknown' : `${count} rows`;
         body.hidden = false;
         if (selected === null && rows.length) selected = rows[0].index;
         loadTokens();
       }
       drawRows();
+      const chosen = tbody.querySelector('tr.selected');
+      rowsBox.scrollTop = first && chosen ? chosen.offsetTop - rowsBox.clientHeight / 3 : 0;
     } catch (err) {
       if (ctl.signal.aborted) return;
       source.replaceChildren(h('span', { class: 'error-box', role: 'alert' }, err.message));

@@ -84,15 +84,22 @@ export function statusBadge(status, attrs = {}) {
   return h('span', { class: `badge st-${status}`, ...attrs }, status);
 }
 
-/** A progress bar for step/maxSteps; width is set through the CSSOM (the CSP forbids style attributes). */
+/**
+ * A progress bar for step/maxSteps; width is set through the CSSOM (the CSP forbids style attributes).
+ * Only a live step forward animates: the first value drawn, and any jump back, show at once, so a
+ * freshly opened page (or a screenshot of it) never shows a bar still catching up.
+ */
 export function progress(step, maxSteps) {
   const bar = h('span', { class: 'bar' });
-  const box = h('span', { class: 'progress', role: 'progressbar', 'aria-valuemin': 0 }, bar);
+  const box = h('span', { class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-label': 'Training progress' }, bar);
   const label = h('span', { class: 'num' });
   const wrap = h('span', { class: 'progress-wrap' }, box, label);
+  let shown = null;
   wrap.update = (st, max) => {
     const pct = max ? Math.min(100, (100 * (st || 0)) / max) : 0;
+    bar.classList.toggle('animate', shown !== null && pct > shown);
     bar.style.width = `${pct}%`;
+    shown = max ? pct : null;
     if (max) box.setAttribute('aria-valuemax', max); else box.removeAttribute('aria-valuemax');
     box.setAttribute('aria-valuenow', st || 0);
     label.textContent = max ? `${st ?? 0} / ${max}` : (st === null || st === undefined ? '—' : String(st));
@@ -110,12 +117,23 @@ export function fmtDuration(seconds) {
   return `${sec}s`;
 }
 
+/** A time of today ("5:08:12 PM"), or with its date on any other day ("Nov 29, 5:08 PM"; the year when not this one). */
 export function fmtTime(iso) {
   if (!iso) return '—';
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso;
-  const sameDay = d.toDateString() === new Date().toDateString();
-  return sameDay ? d.toLocaleTimeString() : d.toLocaleString();
+  const now = new Date();
+  if (d.toDateString() === now.toDateString()) return d.toLocaleTimeString([], { hour: 'numeric', minute: '2-digit', second: '2-digit' });
+  return d.toLocaleString([], {
+    month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit',
+    ...(d.getFullYear() === now.getFullYear() ? {} : { year: 'numeric' }),
+  });
+}
+
+/** The full local date and time, for a title attribute beside a short fmtTime. */
+export function fmtFull(iso) {
+  const d = iso ? new Date(iso) : null;
+  return d && !Number.isNaN(d.getTime()) ? d.toLocaleString([], { dateStyle: 'full', timeStyle: 'medium' }) : '';
 }
 
 export function fmtNum(x, digits = 4) {

@@ -28,7 +28,7 @@ function targetOptions(t) {
 
 function makeColumn(side) {
   const select = h('select', { 'data-testid': 'target-select', 'data-side': side, 'aria-label': side === 'a' ? 'Target' : 'Second target' });
-  const list = h('div', { class: 'messages', 'aria-live': 'polite' });
+  const list = h('div', { class: 'messages', 'aria-live': 'polite', 'data-empty': 'No messages yet: write one below and press Enter.' });
   const el = h('section', { class: 'chat-column card', 'data-testid': 'chat-column', 'data-side': side },
     h('div', { class: 'field' }, h('label', {}, side === 'a' ? 'Target' : 'Compare with', select)), list);
   const col = { side, select, list, el, history: [] };
@@ -60,7 +60,7 @@ export function render(main, { query }) {
   const compare = h('input', { type: 'checkbox', id: 'compare', 'data-testid': 'compare-toggle' });
   const system = h('textarea', { id: 'system', rows: 3, 'data-testid': 'system-prompt', placeholder: 'No system prompt' });
   const temperature = h('input', { id: 'temperature', type: 'number', min: 0, max: 2, step: 0.1, value: '0.7', class: 'num' });
-  const maxTokens = h('input', { id: 'max-tokens', type: 'number', min: 1, step: 1, value: '512', class: 'num' });
+  const maxTokens = h('input', { id: 'max-tokens', type: 'number', min: 1, step: 1, value: '256', class: 'num' });
   const input = h('textarea', { id: 'chat-input', rows: 3, 'data-testid': 'chat-input', placeholder: 'Message (Enter sends, Shift+Enter for a new line)' });
   const send = h('button', { type: 'button', class: 'btn primary', 'data-testid': 'send' }, 'Send');
   const stop = h('button', { type: 'button', class: 'btn', 'data-testid': 'stop', disabled: true }, 'Stop');
@@ -77,7 +77,7 @@ export function render(main, { query }) {
       h('div', { class: 'field' }, h('label', { for: 'temperature' }, 'Temperature'), temperature),
       h('div', { class: 'field' }, h('label', { for: 'max-tokens' }, 'Max tokens'), maxTokens)),
     columns,
-    h('div', { class: 'composer' }, h('label', { for: 'chat-input', class: 'visually-hidden' }, 'Message'), input,
+    h('section', { class: 'card composer', 'aria-label': 'Message' }, h('label', { for: 'chat-input', class: 'visually-hidden' }, 'Message'), input,
       h('div', { class: 'actions' }, send, stop, reset)),
   );
 

@@ -2,7 +2,7 @@
 // event stream from lastEventId on), checkpoints to chat with, artifacts to download.
 
 import { get, post, sse, withToken } from './api.js';
-import { h, report, toast, navigate, statusBadge, progress, fmtTime, fmtDuration, fmtNum, fmtBytes, busy } from './dom.js';
+import { h, report, toast, progress, fmtTime, fmtFull, fmtDuration, fmtNum, fmtBytes, busy } from './dom.js';
 import { createChart } from './chart.js';
 
 const TYPES = ['training.started', 'training.log', 'checkpoint.saved', 'training.completed', 'training.failed', 'training.cancelled'];
@@ -26,6 +26,23 @@ function describe(ev) {
   return parts.join(' · ');
 }
 
+/**
+ * Artifacts by folder: each checkpoint's folder (with whatever lies under it), every other
+ * top-level folder, and files at the top. The final adapter comes first, checkpoints last by step.
+ */
+function groupArtifacts(artifacts) {
+  const groups = new Map();
+  for (const a of artifacts) {
+    const ckpt = a.path.match(/^(.*?checkpoint-(\d+)\/)/);
+    const top = a.path.includes('/') ? `${a.path.split('/')[0]}/` : '';
+    const dir = ckpt ? ckpt[1] : top;
+    if (!groups.has(dir)) groups.set(dir, { dir, step: ckpt ? Number(ckpt[2]) : null, files: [] });
+    groups.get(dir).files.push({ ...a, name: a.path.slice(dir.length) });
+  }
+  const rank = (g) => (g.dir === 'adapter/' ? 0 : g.step === null ? 1 : 2);
+  return [...groups.values()].sort((a, b) => rank(a) - rank(b) || (a.step ?? 0) - (b.step ?? 0) || a.dir.localeCompare(b.dir));
+}
+
 function eventItem(ev) {
   return h('li', { class: `ev ev-${ev.type.replace('.', '-')}` },
     h('time', { class: 'num muted' }, ev.timestamp ? new Date(ev.timestamp).toLocaleTimeString() : ''),
@@ -47,11 +64,11 @@ export function render(main, { id }) {
   const duration = h('span', { class: 'num' });
   const errorBox = h('p', { class: 'error-box', role: 'alert', hidden: true });
   const cancel = h('button', { type: 'button', class: 'btn danger', 'data-testid': 'cancel-run', hidden: true }, 'Cancel run');
-  const deploy = h('button', { type: 'button', class: 'btn', onclick: () => navigate(`/endpoints?run=${enc}`) }, 'Deploy');
+  const deploy = h('a', { class: 'btn', href: `/endpoints?run=${enc}` }, 'Deploy');
   const chart = createChart();
   const log = h('ol', { class: 'event-log', 'data-testid': 'event-log', tabindex: 0, 'aria-label': 'Event log' });
   const checkpoints = h('ul', { class: 'list' });
-  const artifacts = h('ul', { class: 'list' });
+  const artifacts = h('div', { class: 'artifacts', 'data-testid': 'artifacts' });
   const config = h('dl', { class: 'kv' });
 
   main.append(
@@ -86,12 +103,12 @@ export function render(main, { id }) {
     }
   }
 
-  const chatLink = (label, query) => h('a', { class: 'btn small', href: `/playground?${query}` }, label);
+  const chatLink = (what, query) => h('a', { class: 'btn small', href: `/playground?${query}`, 'aria-label': `Chat with ${what}` }, 'Chat with this');
   function addCheckpoint(step, createdAt) {
     if (checkpoints.querySelector(`[data-step="${step}"]`)) return;
     const li = h('li', { 'data-testid': 'checkpoint', 'data-step': step },
-      h('span', {}, `Step ${step}`), h('span', { class: 'muted small' }, fmtTime(createdAt)),
-      chatLink('Chat with this', `run=${enc}&step=${step}`));
+      h('span', {}, `Step ${step}`), h('span', { class: 'muted small num', title: fmtFull(createdAt) }, fmtTime(createdAt)),
+      chatLink(`checkpoint ${step}`, `run=${enc}&step=${step}`));
     const after = [...checkpoints.querySelectorAll('[data-testid="checkpoint"]')].find((el) => Number(el.dataset.step) > step);
     checkpoints.insertBefore(li, after || checkpoints.querySelector('.final'));
     checkpoints.querySelector('.empty')?.remove();
@@ -101,14 +118,22 @@ export function render(main, { id }) {
     for (const c of detail.checkpoints) addCheckpoint(c.step, c.createdAt);
     if (detail.final) {
       checkpoints.append(h('li', { class: 'final' }, h('strong', {}, 'Final adapter'), h('span'),
-        chatLink('Chat with this', `run=${enc}`)));
+        chatLink('the final adapter', `run=${enc}`)));
     }
     if (!checkpoints.children.length) checkpoints.append(h('li', { class: 'empty muted' }, 'No checkpoint saved yet.'));
-    artifacts.replaceChildren(...detail.artifacts.map((a) => h('li', {},
-      h('a', { href: withToken(`/api/runs/${enc}/artifacts/${a.path.split('/').map(encodeURIComponent).join('/')}`), download: '' }, a.path),
-      h('span', { class: 'muted small num' }, fmtBytes(a.size)),
-      h('span', { class: 'muted small mono', title: a.sha256 || '' }, a.sha256 ? a.sha256.slice(0, 12) : ''))));
-    if (!detail.artifacts.length) artifacts.append(h('li', { class: 'muted' }, 'No artifacts yet.'));
+    const open = new Set([...artifacts.querySelectorAll('details[open]')].map((el) => el.dataset.folder));
+    artifacts.replaceChildren(...groupArtifacts(detail.artifacts).map((g) => {
+      const bytes = g.files.reduce((sum, a) => sum + (a.size || 0), 0);
+      const head = [h('span', { class: 'mono' }, g.dir || 'Other files'),
+        h('span', { class: 'muted small num' }, ` — ${g.files.length} file${g.files.length === 1 ? '' : 's'}, ${fmtBytes(bytes)}`)];
+      const files = h('ul', { class: 'list files' }, g.files.map((a) => h('li', {},
+        h('a', { href: withToken(`/api/runs/${enc}/artifacts/${a.path.split('/').map(encodeURIComponent).join('/')}`), download: '', title: a.path, 'aria-label': `Download ${a.path}` }, a.name),
+        h('span', { class: 'muted small num' }, fmtBytes(a.size)),
+        a.sha256 ? h('span', { class: 'muted small mono', title: `sha256 ${a.sha256}` }, a.sha256.slice(0, 12)) : null)));
+      if (g.step === null) return h('div', { class: 'art-group', 'data-folder': g.dir }, h('h3', { class: 'art-folder' }, head), files);
+      return h('details', { class: 'art-group', 'data-folder': g.dir, open: open.has(g.dir) }, h('summary', { class: 'art-folder' }, head), files);
+    }));
+    if (!detail.artifacts.length) artifacts.append(h('p', { class: 'muted' }, 'No artifacts yet.'));
   }
 
   function logEvent(ev) {

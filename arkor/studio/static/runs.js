@@ -1,26 +1,28 @@
 // Runs: every run of the project, newest first, refreshed every 2 s in place.
 
 import { get } from './api.js';
-import { h, report, statusBadge, progress, fmtTime, fmtDuration, fmtNum } from './dom.js';
+import { h, report, statusBadge, progress, fmtTime, fmtFull, fmtDuration, fmtNum } from './dom.js';
 
 const POLL_MS = 2000;
+const COLUMNS = ['Run', 'Status', 'Progress', 'Started', 'Duration', 'Final loss'];
 
 function makeRow(run) {
   const link = h('a', { href: `/runs/${encodeURIComponent(run.id)}` });
   const id = h('span', { class: 'muted mono small' });
-  const status = h('td');
+  const status = h('td', { 'data-label': COLUMNS[1] });
   const prog = progress(run.step, run.maxSteps);
-  const started = h('td', { class: 'num' });
-  const duration = h('td', { class: 'num' });
-  const loss = h('td', { class: 'num' });
+  const started = h('td', { class: 'num', 'data-label': COLUMNS[3] });
+  const duration = h('td', { class: 'num', 'data-label': COLUMNS[4] });
+  const loss = h('td', { class: 'num', 'data-label': COLUMNS[5] });
   const tr = h('tr', { 'data-testid': 'run-row', 'data-run-id': run.id },
-    h('td', {}, link, h('br'), id), status, h('td', {}, prog), started, duration, loss);
+    h('td', { class: 'run-name' }, link, h('br'), id), status, h('td', { 'data-label': COLUMNS[2] }, prog), started, duration, loss);
   tr.update = (r) => {
     link.textContent = r.name || r.id;
     id.textContent = r.id;
     status.replaceChildren(statusBadge(r.status, { 'data-testid': 'run-status', title: r.error || '' }));
     prog.update(r.step, r.maxSteps);
     started.textContent = fmtTime(r.startedAt || r.createdAt);
+    started.title = fmtFull(r.startedAt || r.createdAt);
     duration.textContent = fmtDuration(r.durationSeconds);
     loss.textContent = fmtNum(r.finalLoss);
   };
@@ -32,8 +34,8 @@ export function render(main) {
   const ctl = new AbortController();
   let timer = null;
   const tbody = h('tbody');
-  const table = h('div', { class: 'table-scroll' }, h('table', { class: 'table', 'data-testid': 'runs-table' },
-    h('thead', {}, h('tr', {}, ['Run', 'Status', 'Progress', 'Started', 'Duration', 'Final loss'].map((c) => h('th', { scope: 'col' }, c)))),
+  const table = h('div', { class: 'table-scroll' }, h('table', { class: 'table stack', 'data-testid': 'runs-table' },
+    h('thead', {}, h('tr', {}, COLUMNS.map((c) => h('th', { scope: 'col' }, c)))),
     tbody));
   const empty = h('div', { class: 'empty-state', hidden: true },
     h('p', {}, 'No runs yet.'), h('p', {}, h('a', { class: 'btn primary', href: '/new' }, 'Start a new run')));
