@@ -110,6 +110,7 @@ def test_a_user_trains_watches_chats_and_deploys_in_studio(
     assert "checkpoints/checkpoint-3/" in (folders.first.locator("summary").text_content() or "")
     assert "studioToken=" in (artifacts.locator("a[download]").first.get_attribute("href") or "")
     screenshot(page, "studio-run")
+    screenshot(page, "studio-run-window", full_page=False)  # the README's picture
 
     # chat with checkpoint 3 from its "Chat with this" link
     page.locator("[data-testid=checkpoint][data-step='3']").get_by_role(

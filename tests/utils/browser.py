@@ -102,9 +102,10 @@ def open_page(user_data_dir: Path) -> Iterator[BrowserPage]:
             context.close()
 
 
-def screenshot(page: Page, name: str) -> Path:
-    """Save what ``page`` shows as ``NAME.png`` under ``ARKOR_SCREENSHOTS`` (``.screenshots/``)."""
+def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """Save what ``page`` shows as ``NAME.png`` under ``ARKOR_SCREENSHOTS`` (``.screenshots/``):
+    the whole page, or with ``full_page=False`` the window as a user sees it."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=path, full_page=True)
+    page.screenshot(path=path, full_page=full_page)
     return path
