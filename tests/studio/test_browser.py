@@ -124,7 +124,26 @@ def test_a_user_trains_watches_chats_and_deploys_in_studio(
     done = page.locator(".msg-assistant .msg-meta", has_text="completion tokens").last
     done.wait_for()
     assert answer.text_content(), "no streamed text arrived"
+    assert "checkpoint 3" in (page.get_by_test_id("target-select").first.text_content() or "")
+    assert page.get_by_test_id("system-prompt").input_value()  # the training rows' prompt
     screenshot(page, "studio-playground")
+
+    # the same question to two targets, side by side
+    page.get_by_test_id("compare-toggle").check()
+    second = page.locator("[data-testid=target-select][data-side=b]")
+    second.wait_for()
+    assert (
+        second.input_value()
+        != page.locator("[data-testid=target-select][data-side=a]").input_value()
+    )
+    page.get_by_test_id("chat-input").fill("Name a colour.")
+    page.get_by_test_id("send").click()
+    for side, answers in (("a", 2), ("b", 1)):  # side a keeps its earlier exchange
+        column = page.locator(f"[data-testid=chat-column][data-side={side}]")
+        finished = column.locator(".msg-assistant .msg-meta", has_text="completion tokens")
+        finished.nth(answers - 1).wait_for()
+        assert finished.count() == answers
+    screenshot(page, "studio-playground-compare")
 
     # deploy the run, make a key (shown once)
     page.goto(f"{studio_url}/endpoints?run={job_id}")
