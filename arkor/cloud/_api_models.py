@@ -241,11 +241,19 @@ class UpgradeRequired(ErrorBody):
 
 
 class OAuthConfig(WireModel):
+    """The OpenID provider a plane accepts access tokens from, and where a CLI signs in.
+
+    ``audience`` is the ``aud`` the plane checks (a client asks for it as the RFC 8707
+    ``resource``); the device and revocation endpoints are absent when the provider has none.
+    """
+
     issuer: str
     client_id: str
     audience: str
     authorize_url: str
     token_url: str
+    device_authorization_url: str | None = None
+    revocation_url: str | None = None
 
 
 class CliConfig(WireModel):
@@ -298,9 +306,16 @@ class TokenList(WireModel):
 
 
 class User(WireModel):
+    """The caller: ``kind`` is ``anonymous`` or ``oidc``; an OIDC user has its issuer and
+    whatever name and email its provider's claims carried."""
+
     id: str
     kind: str
     anonymous_id: str | None = None
+    issuer: str | None = None
+    subject: str | None = None
+    email: str | None = None
+    name: str | None = None
 
 
 class Me(WireModel):
