@@ -73,6 +73,62 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    oidc_issuer: Annotated[
+        str | None,
+        typer.Option(
+            "--oidc-issuer",
+            help=(
+                "Sign people in through this OpenID Connect provider (its issuer URL; env "
+                "ARKOR_OIDC_ISSUER): the plane accepts its access tokens and `arkor login "
+                "--oauth` signs in there."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    oidc_client_id: Annotated[
+        str | None,
+        typer.Option(
+            "--oidc-client-id",
+            help=(
+                "The public client registered at the provider for the Arkor CLI (env "
+                "ARKOR_OIDC_CLIENT_ID); needed with --oidc-issuer."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    oidc_audience: Annotated[
+        str | None,
+        typer.Option(
+            "--oidc-audience",
+            help=(
+                "The `aud` access tokens must carry (env ARKOR_OIDC_AUDIENCE). Default the "
+                "client id."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    oidc_groups_claim: Annotated[
+        str | None,
+        typer.Option(
+            "--oidc-groups-claim",
+            help=(
+                "A token claim listing the person's groups, e.g. groups (env "
+                "ARKOR_OIDC_GROUPS_CLAIM): each group is an org of that name, created on first "
+                "sight, whose members are exactly the group's."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    no_anonymous: Annotated[
+        bool,
+        typer.Option(
+            "--no-anonymous",
+            help=(
+                "Mint no anonymous identities (env ARKOR_NO_ANONYMOUS=1): only people signed in "
+                "through the provider (and this home's owner) get in."
+            ),
+        ),
+    ] = False,
 ) -> None:
     """Run the Arkor control plane: the cloud API, training and inference on this machine.
 
@@ -87,6 +143,8 @@ def serve(
       arkor serve --port 9000 --max-jobs 2
 
       arkor serve --host 0.0.0.0 --allow-remote --allowed-host gpu-box.example.com
+
+      arkor serve --oidc-issuer https://id.example.com --oidc-client-id arkor-cli --no-anonymous
     """
     import dataclasses
     import importlib.util
@@ -99,7 +157,7 @@ def serve(
             f"`arkor serve` needs FastAPI and uvicorn, which are not installed. Install them with "
             f"`{SERVER_EXTRA_HINT}` (or `pip install 'arkor[local]'` to train on this machine too)."
         )
-    from arkor.server import bind, load_settings, prepare_database
+    from arkor.server import bind, load_settings, prepare_database, prepare_oidc
     from arkor.server import serve as serve_plane
 
     settings = load_settings()
@@ -109,6 +167,11 @@ def serve(
         max_jobs=max_jobs or settings.max_jobs,
         allowed_hosts=(*settings.allowed_hosts, *(name.lower() for name in allowed_host or ())),
         public_url=public_url or settings.public_url,
+        oidc_issuer=oidc_issuer or settings.oidc_issuer,
+        oidc_client_id=oidc_client_id or settings.oidc_client_id,
+        oidc_audience=oidc_audience or settings.oidc_audience,
+        oidc_groups_claim=oidc_groups_claim or settings.oidc_groups_claim,
+        anonymous=settings.anonymous and not no_anonymous,
     )
     if settings.public_url and not settings.public_url.startswith(("http://", "https://")):
         raise UsageError(
@@ -121,14 +184,20 @@ def serve(
                 f"--host {settings.host} would expose the control plane beyond this machine. "
                 "Pass --allow-remote as well if that is what you want."
             )
-        warn(
-            f"Listening on {settings.host}: anyone who can reach this address can create an "
-            "identity, upload data and run jobs here. Put it behind a firewall or a proxy with auth."
-        )
+        if settings.anonymous:
+            warn(
+                f"Listening on {settings.host}: anyone who can reach this address can create an "
+                "identity, upload data and run jobs here. Put it behind a firewall or a proxy "
+                "with auth, or sign people in through a provider (--oidc-issuer, --no-anonymous)."
+            )
+    provider = prepare_oidc(settings)
     prepare_database(settings)
     sock = bind(settings.host, port if port is not None else settings.port)
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
     echo(f"Arkor control plane on {style(settings.plane_url, 'bold')}")
     echo(f"  data: {settings.state_dir}    jobs at once: {settings.max_jobs}")
+    if provider is not None:
+        anonymous = "also anonymous" if settings.anonymous else "no anonymous identities"
+        echo(f"  sign-in: {provider.issuer} (audience {settings.audience}; {anonymous})")
     echo("  Press Ctrl-C to stop.")
     serve_plane(settings, sock)

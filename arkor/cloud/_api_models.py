@@ -316,6 +316,8 @@ class User(WireModel):
     subject: str | None = None
     email: str | None = None
     name: str | None = None
+    plane_owner: bool | None = None
+    """True for the first person who signed in through the provider: they manage every org."""
 
 
 class Me(WireModel):
@@ -489,3 +491,43 @@ class DataInspection(WireModel):
     max_length: int
     rows: list[InspectedRow]
     detail: InspectedDetail | None = None
+
+
+class OrgMember(WireModel):
+    """One member of an org: ``role`` is ``owner`` or ``member``; ``source`` is ``group``
+    when the provider's groups claim makes them one (they leave with the group), else
+    ``direct``."""
+
+    user_id: str
+    kind: str
+    role: str
+    source: str
+    email: str | None = None
+    name: str | None = None
+
+
+class OrgInvitation(WireModel):
+    """An invitation not yet taken up: the person whose verified email it names joins the
+    org on their next request."""
+
+    email: str
+    invited_by: str
+    created_at: str
+
+
+class OrgMembers(WireModel):
+    """``GET /v1/orgs/{slug}/members``: who belongs to the org, and who is invited."""
+
+    org: Org
+    members: list[OrgMember]
+    invitations: list[OrgInvitation]
+
+
+class InvitationCreate(StrictWireModel):
+    """``POST /v1/orgs/{slug}/invitations``."""
+
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+
+
+class InvitationEnvelope(WireModel):
+    invitation: OrgInvitation

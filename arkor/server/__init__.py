@@ -8,17 +8,20 @@ worker processes.
 """
 
 from arkor.server._app import create_app
+from arkor.server._oidc import OidcError, prepare_oidc
 from arkor.server._run import RunningPlane, bind, prepare_database, run_in_thread, serve
 from arkor.server._settings import DEFAULT_PORT, Settings, load_settings
 
 __all__ = [
     "DEFAULT_PORT",
+    "OidcError",
     "RunningPlane",
     "Settings",
     "bind",
     "create_app",
     "load_settings",
     "prepare_database",
+    "prepare_oidc",
     "run_in_thread",
     "serve",
 ]

@@ -18,6 +18,7 @@ from arkor.server._events import EventHub
 from arkor.server._guards import BodyLimit, DeploymentHost, HostGuard, RequestContext
 from arkor.server._inference import InferenceWorker
 from arkor.server._jobs import Supervisor
+from arkor.server._oidc import TokenVerifier, prepare_oidc
 from arkor.server._plane import Plane
 from arkor.server._settings import Settings, load_settings
 from arkor.server._store import new_id
@@ -42,13 +43,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.logs_dir,
         ):
             private_dir(folder)
+        metadata = await in_thread(prepare_oidc, settings=settings)
+        verifier = (
+            TokenVerifier(
+                metadata,
+                audience=settings.audience or "",
+                groups_claim=settings.oidc_groups_claim,
+                leeway=settings.oidc_leeway,
+                refetch_interval=settings.oidc_jwks_refetch,
+            )
+            if metadata is not None
+            else None
+        )
         db = Database(settings.database_path)
         hub = EventHub()
         hub.bind(asyncio.get_running_loop())
         plane_id = new_id("plane")
         supervisor = Supervisor(settings=settings, db=db, hub=hub, plane_id=plane_id)
         inference = InferenceWorker(settings)
-        app.state.plane = Plane(plane_id, settings, db, hub, supervisor, inference)
+        app.state.plane = Plane(plane_id, settings, db, hub, supervisor, inference, oidc=verifier)
         await supervisor.start()
         sweeper = asyncio.create_task(_sweep_runs(db), name="arkor-run-sweeper")
         try:

@@ -31,7 +31,7 @@ _T = TypeVar("_T")
 _BUSY_TIMEOUT_MS = 15_000
 _IDLE_CONNECTIONS = 4
 """Connections of finished threads kept open for the next ones; the rest are closed."""
-_SCHEMA_VERSION = 4
+_SCHEMA_VERSION = 5
 _DEPLOYMENT_TABLES = """
 CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY,
@@ -68,6 +68,39 @@ CREATE TABLE IF NOT EXISTS deployment_runs (
 CREATE INDEX IF NOT EXISTS deployment_runs_by_deployment ON deployment_runs (deployment_id, seq);
 CREATE INDEX IF NOT EXISTS deployment_runs_by_age ON deployment_runs (created_ts);
 """
+_IDENTITY_TABLES = """
+CREATE TABLE IF NOT EXISTS oidc_users (
+    user_id TEXT PRIMARY KEY REFERENCES users (id),
+    issuer TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    email TEXT,
+    email_verified INTEGER NOT NULL DEFAULT 0,
+    name TEXT,
+    UNIQUE (issuer, subject)
+);
+CREATE INDEX IF NOT EXISTS oidc_users_by_email ON oidc_users (email);
+CREATE TABLE IF NOT EXISTS group_orgs (
+    org_id TEXT PRIMARY KEY REFERENCES orgs (id),
+    group_name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS group_members (
+    org_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (org_id, user_id),
+    FOREIGN KEY (org_id, user_id) REFERENCES memberships (org_id, user_id) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS invitations (
+    org_id TEXT NOT NULL REFERENCES orgs (id),
+    email TEXT NOT NULL,
+    invited_by TEXT NOT NULL REFERENCES users (id),
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (org_id, email)
+);
+CREATE INDEX IF NOT EXISTS invitations_by_email ON invitations (email);
+"""
+"""People signed in through an OpenID provider, keyed by (issuer, subject) with the email
+and name their claims carry; orgs that mirror a provider group and the memberships that
+group gives; invitations by email."""
 _SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS users (
@@ -164,6 +197,7 @@ CREATE TABLE IF NOT EXISTS planes (
 );
 """
     + _DEPLOYMENT_TABLES
+    + _IDENTITY_TABLES
 )
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 1 → 2: an event is stored as the SSE frame it is streamed as, not as its JSON; a job
@@ -193,6 +227,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # 3 → 4: deployments, their API keys (hashed) and the requests they answered
     3: tuple(statement for statement in _DEPLOYMENT_TABLES.split(";") if statement.strip()),
+    # 4 → 5: people from an OpenID provider, group orgs and their members, invitations
+    4: tuple(statement for statement in _IDENTITY_TABLES.split(";") if statement.strip()),
 }
 """The statements that bring a database of version N to N + 1."""
 

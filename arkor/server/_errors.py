@@ -35,6 +35,7 @@ def not_found(what: str) -> ApiError:
 _DESCRIPTIONS = {
     400: "Bad request: a malformed parameter, or a Host this plane does not answer to.",
     401: "Missing or invalid bearer token.",
+    403: "The caller may see this but not do it.",
     404: "Not found, or outside the caller's orgs.",
     405: "Method not allowed; `Allow` lists the path's methods.",
     409: "Conflicts with the resource's state.",

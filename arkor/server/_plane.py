@@ -8,6 +8,7 @@ from arkor.server._db import Database
 from arkor.server._events import EventHub
 from arkor.server._inference import InferenceWorker
 from arkor.server._jobs import Supervisor
+from arkor.server._oidc import TokenVerifier
 from arkor.server._settings import Settings
 
 
@@ -23,3 +24,5 @@ class Plane:
     inference: InferenceWorker
     served_deployments: set[str] = field(default_factory=set)
     """Deployments this plane has answered for: the next request of any other is a cold start."""
+    oidc: TokenVerifier | None = None
+    """Checks the OpenID provider's access tokens, when the plane has one."""

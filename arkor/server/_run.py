@@ -20,6 +20,7 @@ from typing import Any
 from arkor.errors import ArkorError
 from arkor.server._app import create_app
 from arkor.server._db import Database
+from arkor.server._oidc import prepare_oidc
 from arkor.server._settings import Settings, load_settings
 
 _GRACEFUL_SHUTDOWN_SECONDS = 3
@@ -149,6 +150,7 @@ def run_in_thread(
     """
     settings = settings or load_settings()
     prepare_database(settings)
+    prepare_oidc(settings)
     sock = bind(settings.host, port)
     bound_port = sock.getsockname()[1]
     settings = dataclasses.replace(settings, port=bound_port)

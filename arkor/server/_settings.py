@@ -64,6 +64,27 @@ class Settings:
     """Anonymous sign-ins one client address may make at once (``ARKOR_MINT_BURST``)."""
     mint_per_minute: float = 60.0
     """The rate they refill at (``ARKOR_MINT_PER_MINUTE``); beyond it: 429 with Retry-After."""
+    oidc_issuer: str | None = None
+    """The OpenID provider whose access tokens sign people in (``ARKOR_OIDC_ISSUER``)."""
+    oidc_client_id: str | None = None
+    """The public client a CLI signs in as there (``ARKOR_OIDC_CLIENT_ID``)."""
+    oidc_audience: str | None = None
+    """The ``aud`` access tokens must carry (``ARKOR_OIDC_AUDIENCE``); default the client id."""
+    oidc_groups_claim: str | None = None
+    """A token claim listing groups; each group is an org its members share
+    (``ARKOR_OIDC_GROUPS_CLAIM``)."""
+    oidc_leeway: float = 30.0
+    """Clock skew allowed on ``exp``/``nbf``/``iat`` (``ARKOR_OIDC_LEEWAY_SECONDS``)."""
+    oidc_jwks_refetch: float = 30.0
+    """The least time between two fetches of the provider's keys for an unknown ``kid``
+    (``ARKOR_OIDC_JWKS_REFETCH_SECONDS``), so forged key ids can't make the plane hammer it."""
+    anonymous: bool = True
+    """Whether anyone may mint an anonymous identity (``ARKOR_NO_ANONYMOUS=1`` turns it off)."""
+
+    @property
+    def audience(self) -> str | None:
+        """The audience access tokens are checked for."""
+        return self.oidc_audience or self.oidc_client_id
 
     @property
     def state_dir(self) -> Path:
@@ -105,7 +126,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ``ARKOR_DEPRECATED_BELOW``, ``ARKOR_SUNSET``, ``ARKOR_SSE_PING_SECONDS``,
     ``ARKOR_LEASE_TTL_SECONDS``, ``ARKOR_CANCEL_GRACE_SECONDS``, ``ARKOR_WORKER_COMMAND``
     and ``ARKOR_INFERENCE_COMMAND`` (shell words; a wrapper such as another interpreter),
-    ``ARKOR_MAX_BODY_BYTES``, ``ARKOR_MAX_UPLOAD_BYTES`` and ``ARKOR_ALLOWED_HOSTS``.
+    ``ARKOR_MAX_BODY_BYTES``, ``ARKOR_MAX_UPLOAD_BYTES``, ``ARKOR_ALLOWED_HOSTS``,
+    ``ARKOR_OIDC_ISSUER``, ``ARKOR_OIDC_CLIENT_ID``, ``ARKOR_OIDC_AUDIENCE``,
+    ``ARKOR_OIDC_GROUPS_CLAIM``, ``ARKOR_OIDC_LEEWAY_SECONDS``,
+    ``ARKOR_OIDC_JWKS_REFETCH_SECONDS`` and ``ARKOR_NO_ANONYMOUS``.
     """
     env = os.environ if environ is None else environ
     configured = env.get("ARKOR_HOME")
@@ -139,6 +163,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ("ARKOR_MIN_CLIENT_VERSION", "min_client_version"),
         ("ARKOR_DEPRECATED_BELOW", "deprecated_below"),
         ("ARKOR_SUNSET", "sunset"),
+        ("ARKOR_OIDC_ISSUER", "oidc_issuer"),
+        ("ARKOR_OIDC_CLIENT_ID", "oidc_client_id"),
+        ("ARKOR_OIDC_AUDIENCE", "oidc_audience"),
+        ("ARKOR_OIDC_GROUPS_CLAIM", "oidc_groups_claim"),
     ):
         if value := env.get(name):
             overrides[key] = value
@@ -149,6 +177,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ):
         if value := env.get(name):
             overrides[key] = _number(float, name, value, minimum=0.01)
+    for name, key in (
+        ("ARKOR_OIDC_LEEWAY_SECONDS", "oidc_leeway"),
+        ("ARKOR_OIDC_JWKS_REFETCH_SECONDS", "oidc_jwks_refetch"),
+    ):
+        if value := env.get(name):
+            overrides[key] = _number(float, name, value, minimum=0.0)
+    if value := env.get("ARKOR_NO_ANONYMOUS"):
+        overrides["anonymous"] = value.strip().lower() in ("", "0", "false", "no")
     for name, key in (
         ("ARKOR_WORKER_COMMAND", "worker_command"),
         ("ARKOR_INFERENCE_COMMAND", "inference_command"),

@@ -10,9 +10,11 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 
+from arkor.server import _orgs as orgs
 from arkor.server import _store as store
 from arkor.server._db import Database
 from arkor.server._errors import ApiError, not_found
+from arkor.server._oidc import InvalidToken, looks_like_jwt
 from arkor.server._plane import Plane
 from arkor.server._store import JobRow, OrgRow, Principal, ProjectRow
 
@@ -43,7 +45,15 @@ def _bearer(authorization: Annotated[str | None, Header()] = None) -> str:
 BearerDep = Annotated[str, Depends(_bearer)]
 
 
-def _principal(db: StoreDep, token: BearerDep) -> Principal:
+def _principal(db: StoreDep, plane: PlaneDep, token: BearerDep) -> Principal:
+    """The identity behind the token: a person's access token from the plane's OpenID
+    provider (a JWT), or one of the plane's own tokens."""
+    if plane.oidc is not None and looks_like_jwt(token):
+        try:
+            identity = plane.oidc.verify(token)
+        except InvalidToken as error:
+            raise ApiError(error.status, error.message) from None
+        return orgs.oidc_principal(db=db, identity=identity)
     principal = store.principal_for_token(db=db, token_hash=store.hash_token(token))
     if principal is None:
         raise ApiError(401, "The token is not valid on this control plane; sign in again.")

@@ -14,6 +14,7 @@ from arkor.server.routes import (
     internal,
     jobs,
     openai,
+    orgs,
     projects,
     uploads,
 )
@@ -21,6 +22,7 @@ from arkor.server.routes import (
 api_router = APIRouter()
 for _module in (
     auth,
+    orgs,
     projects,
     jobs,
     events,

@@ -23,12 +23,14 @@ from arkor.cloud import (
     AnonymousTokenRequest,
     CliConfig,
     Me,
+    OAuthConfig,
     Org,
     TokenInfo,
     TokenList,
     User,
 )
 from arkor.cloud._credentials import HOME_KEY_FILENAME, read_home_key
+from arkor.server import _orgs as orgs
 from arkor.server import _store as store
 from arkor.server._errors import SCOPED_ERRORS, ApiError, not_found
 from arkor.server._ratelimit import TokenBucket, retry_after
@@ -41,10 +43,23 @@ _limiter_lock = threading.Lock()
 
 @router.get("/auth/cli/config", response_model=CliConfig)
 def cli_config(db: StoreDep, plane: PlaneDep) -> CliConfig:
-    """This plane's id and sign-in methods: anonymous only, no OAuth issuer."""
+    """This plane's id and sign-in methods: anonymous identities unless switched off, and
+    the OpenID provider whose access tokens it accepts, if it has one."""
     plane_id = store.plane_identity(db=db)
     _ensure_home_key(plane.settings.state_dir / HOME_KEY_FILENAME, plane_id)
-    return CliConfig(plane_id=plane_id, anonymous=True, oauth=None)
+    oauth = None
+    if plane.oidc is not None:
+        provider = plane.oidc.metadata
+        oauth = OAuthConfig(
+            issuer=provider.issuer,
+            client_id=plane.settings.oidc_client_id or "",
+            audience=plane.oidc.audience,
+            authorize_url=provider.authorization_endpoint,
+            token_url=provider.token_endpoint,
+            device_authorization_url=provider.device_authorization_endpoint,
+            revocation_url=provider.revocation_endpoint,
+        )
+    return CliConfig(plane_id=plane_id, anonymous=plane.settings.anonymous, oauth=oauth)
 
 
 @router.post(
@@ -52,7 +67,10 @@ def cli_config(db: StoreDep, plane: PlaneDep) -> CliConfig:
     response_model=AnonymousToken,
     response_model_exclude_none=True,
     responses={
-        403: {"description": "The home key does not match this plane's home."},
+        403: {
+            "description": "The home key does not match this plane's home, or the plane "
+            "mints no anonymous identities (`--no-anonymous`)."
+        },
         429: {"description": "Too many sign-ins from this address; see `Retry-After`."},
     },
 )
@@ -65,8 +83,16 @@ def anonymous(
     """A new anonymous identity, or with ``homeKey`` the home owner's; the token is stored hashed.
 
     Rate-limited per client address (a token bucket in memory: ``ARKOR_MINT_BURST`` at
-    once, refilled at ``ARKOR_MINT_PER_MINUTE``).
+    once, refilled at ``ARKOR_MINT_PER_MINUTE``). A plane started with ``--no-anonymous``
+    mints only the home owner's (whoever holds the home key holds the database anyway).
     """
+    if not plane.settings.anonymous and (body is None or body.home_key is None):
+        raise ApiError(
+            403,
+            "This plane signs people in through its OpenID provider only; it mints no "
+            "anonymous identities (it was started with --no-anonymous). Run "
+            "`arkor login --oauth`.",
+        )
     _limit(request, plane.settings.mint_burst, plane.settings.mint_per_minute)
     token = secrets.token_urlsafe(32)
     token_hash = store.hash_token(token)
@@ -103,10 +129,25 @@ def anonymous(
 
 @router.get("/me", response_model=Me, response_model_exclude_none=True)
 def me(db: StoreDep, principal: PrincipalDep) -> Me:
-    orgs = store.user_orgs(db=db, user_id=principal.user_id)
+    """The caller and their orgs; a person from the provider with their issuer, email, name."""
+    user = User(id=principal.user_id, kind=principal.kind, anonymous_id=principal.anonymous_id)
+    found = orgs.person(db=db, user_id=principal.user_id)
+    if found is not None:
+        user = user.model_copy(
+            update={
+                "issuer": found.issuer,
+                "subject": found.subject,
+                "email": found.email,
+                "name": found.name,
+                "plane_owner": orgs.plane_owner(db=db) == principal.user_id,
+            }
+        )
     return Me(
-        user=User(id=principal.user_id, kind=principal.kind, anonymous_id=principal.anonymous_id),
-        orgs=[Org(id=org.id, slug=org.slug, name=org.name) for org in orgs],
+        user=user,
+        orgs=[
+            Org(id=org.id, slug=org.slug, name=org.name)
+            for org in store.user_orgs(db=db, user_id=principal.user_id)
+        ],
     )
 
 
