@@ -15,6 +15,7 @@ from arkor.cli import (
     jobs,
     login,
     models,
+    orgs,
     schema,
     serve,
     start,
@@ -60,3 +61,4 @@ app.add_typer(login.tokens_app, name="tokens")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
 app.add_typer(endpoints.app, name="endpoints")
+app.add_typer(orgs.app, name="orgs")

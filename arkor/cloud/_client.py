@@ -30,9 +30,13 @@ from arkor.cloud._api_models import (
     DataInspection,
     DataInspectRequest,
     InferenceRequest,
+    InvitationCreate,
+    InvitationEnvelope,
     JobEnvelope,
     JobList,
     Me,
+    OrgInvitation,
+    OrgMembers,
     Project,
     ProjectCreate,
     ProjectEnvelope,
@@ -249,6 +253,30 @@ class CloudApiClient:
             "POST", "/v1/projects", params={"orgSlug": org_slug}, json=body, retry=False
         )
         return _parse(ProjectEnvelope, response).project
+
+    # --- org members --------------------------------------------------------------------
+
+    def org_members(self, org_slug: str) -> OrgMembers:
+        """The org's members and its invitations not yet taken up."""
+        return _parse(OrgMembers, self._call("GET", f"/v1/orgs/{quote(org_slug, safe='')}/members"))
+
+    def invite(self, org_slug: str, email: str) -> OrgInvitation:
+        """Invite ``email`` to the org (an owner's call); their next sign-in there joins them."""
+        body = InvitationCreate(email=email).to_wire()
+        response = self._call(
+            "POST", f"/v1/orgs/{quote(org_slug, safe='')}/invitations", json=body, retry=False
+        )
+        return _parse(InvitationEnvelope, response).invitation
+
+    def cancel_invitation(self, org_slug: str, email: str) -> None:
+        """Withdraw an invitation; :class:`~arkor.cloud.NotFoundError` when there is none."""
+        path = f"/v1/orgs/{quote(org_slug, safe='')}/invitations/{quote(email, safe='')}"
+        self._call("DELETE", path, retry=False)
+
+    def remove_member(self, org_slug: str, user_id: str) -> None:
+        """Take a person out of the org (an owner's call); their next request there is 404."""
+        path = f"/v1/orgs/{quote(org_slug, safe='')}/members/{quote(user_id, safe='')}"
+        self._call("DELETE", path, retry=False)
 
     # --- jobs -------------------------------------------------------------------------
 
