@@ -27,7 +27,11 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 @pytest.fixture(autouse=True)
 def isolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A temporary ARKOR_HOME, Hub cache and working folder, CI=1 and NO_COLOR=1 for every test."""
+    """A temporary ARKOR_HOME, Hub cache and working folder, CI=1 and NO_COLOR=1 for every test.
+
+    Telemetry is off (ARKOR_TELEMETRY_DISABLED=1, no PostHog host) so no test sends usage
+    events; the telemetry tests turn it back on.
+    """
     home = tmp_path / "arkor-home"
     project = tmp_path / "project"
     project.mkdir()
@@ -39,6 +43,14 @@ def isolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.delenv("ARKOR_DEBUG", raising=False)
     monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.setenv("ARKOR_TELEMETRY_DISABLED", "1")
+    for name in (
+        "DO_NOT_TRACK",
+        "ARKOR_TELEMETRY_DEBUG",
+        "ARKOR_TELEMETRY_HOST",
+        "ARKOR_TELEMETRY_KEY",
+    ):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(project)
     yield project
     _forget_modules_under(tmp_path)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from arkor import telemetry
 from arkor._env import DEFAULT_PORT, env_int
 from arkor.cloud import (
     CloudApiClient,
@@ -158,13 +159,17 @@ def resolve_plane(cloud_url: str | None = None, *, cwd: Path | None = None) -> s
 def connect(cloud_url: str | None = None, *, cwd: Path | None = None) -> PlaneTarget:
     """Reach the plane commands in ``cwd`` use (see the module docstring).
 
-    Close the target when done: it may be an embedded plane that lives until then.
+    Close the target when done: it may be an embedded plane that lives until then. A plane
+    that outlives the command is noted for telemetry, which sends the command's usage event
+    there at exit (an embedded plane's events wait for the next command with a plane).
     """
     url = resolve_plane(cloud_url, cwd=cwd)
     if url is not None:
+        telemetry.note_plane(url)
         return PlaneTarget("remote", url, url)
     served = local_plane_address()
     if served is not None and _answers(served):
+        telemetry.note_plane(served)
         return PlaneTarget("local", served, LOCAL_PLANE_URL)
     from arkor.server import load_settings, run_in_thread
 
