@@ -31,7 +31,7 @@ _T = TypeVar("_T")
 _BUSY_TIMEOUT_MS = 15_000
 _IDLE_CONNECTIONS = 4
 """Connections of finished threads kept open for the next ones; the rest are closed."""
-_SCHEMA_VERSION = 5
+_SCHEMA_VERSION = 6
 _DEPLOYMENT_TABLES = """
 CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY,
@@ -101,6 +101,21 @@ CREATE INDEX IF NOT EXISTS invitations_by_email ON invitations (email);
 """People signed in through an OpenID provider, keyed by (issuer, subject) with the email
 and name their claims carry; orgs that mirror a provider group and the memberships that
 group gives; invitations by email."""
+_TELEMETRY_TABLES = """
+CREATE TABLE IF NOT EXISTS telemetry_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT NOT NULL UNIQUE,
+    received_ts REAL NOT NULL,
+    event TEXT NOT NULL,
+    distinct_id TEXT NOT NULL,
+    command TEXT,
+    exit_code INTEGER,
+    arkor_version TEXT,
+    properties TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS telemetry_events_by_age ON telemetry_events (received_ts);
+"""
+"""Usage events the CLI sent this plane (PostHog's capture format), for its owner's summary."""
 _SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS users (
@@ -198,6 +213,7 @@ CREATE TABLE IF NOT EXISTS planes (
 """
     + _DEPLOYMENT_TABLES
     + _IDENTITY_TABLES
+    + _TELEMETRY_TABLES
 )
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 1 → 2: an event is stored as the SSE frame it is streamed as, not as its JSON; a job
@@ -229,6 +245,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: tuple(statement for statement in _DEPLOYMENT_TABLES.split(";") if statement.strip()),
     # 4 → 5: people from an OpenID provider, group orgs and their members, invitations
     4: tuple(statement for statement in _IDENTITY_TABLES.split(";") if statement.strip()),
+    # 5 → 6: usage events sent by the CLI (arkor.telemetry)
+    5: tuple(statement for statement in _TELEMETRY_TABLES.split(";") if statement.strip()),
 }
 """The statements that bring a database of version N to N + 1."""
 

@@ -16,6 +16,7 @@ from arkor.server.routes import (
     openai,
     orgs,
     projects,
+    telemetry,
     uploads,
 )
 
@@ -33,6 +34,7 @@ for _module in (
     endpoints,
     openai,
     internal,
+    telemetry,
 ):
     api_router.include_router(_module.router)
 
