@@ -4,6 +4,10 @@
 
 Prints the median wall time of each command, its ratio to the bare interpreter, and the
 target it must meet on a 2-core machine: ``--version`` and help ≤ 100 ms, ``build`` ≤ 200 ms.
+
+Then what usage telemetry costs a command's exit: ``arkor build`` with telemetry off, sent
+to a PostHog host on loopback that answers, and to one that never answers (the flush
+deadline must bound it: at most ~100 ms over the answering host).
 """
 
 from __future__ import annotations
@@ -11,11 +15,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 TARGETS_MS = {
@@ -32,8 +41,10 @@ def arkor_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "arkor"]
 
 
-def time_runs(command: list[str], cwd: Path, runs: int) -> list[float]:
-    env = {**os.environ, "CI": "1", "NO_COLOR": "1"}
+def time_runs(
+    command: list[str], cwd: Path, runs: int, extra_env: dict[str, str] | None = None
+) -> list[float]:
+    env = {**os.environ, "CI": "1", "NO_COLOR": "1", **(extra_env or {})}
     subprocess.run(
         command, cwd=cwd, env=env, capture_output=True, check=True
     )  # warm the page cache
@@ -45,12 +56,61 @@ def time_runs(command: list[str], cwd: Path, runs: int) -> list[float]:
     return samples
 
 
+class _Answering(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def answering_host() -> Iterator[str]:
+    """A PostHog stand-in on loopback that takes every batch at once."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answering)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def hanging_host() -> Iterator[str]:
+    """A loopback port that takes connections (the kernel's backlog) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1024)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def telemetry_exit(arkor: list[str], workdir: Path, runs: int) -> dict[str, float]:
+    """Median ``arkor build`` time with telemetry off, to an answering and a hanging host."""
+    medians = {}
+    with answering_host() as answering, hanging_host() as hanging:
+        for name, extra in {
+            "telemetry off": {"ARKOR_TELEMETRY_DISABLED": "1"},
+            "answering host": {"ARKOR_TELEMETRY_HOST": answering, "ARKOR_TELEMETRY_KEY": "k"},
+            "hanging host": {"ARKOR_TELEMETRY_HOST": hanging, "ARKOR_TELEMETRY_KEY": "k"},
+        }.items():
+            samples = time_runs([*arkor, "build"], workdir, runs, extra)
+            medians[f"build, {name}"] = statistics.median(samples)
+    return medians
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=21, help="runs per command (default 21)")
     args = parser.parse_args()
     arkor = arkor_command()
     workdir = Path(tempfile.mkdtemp(prefix="arkor-bench-"))
+    os.environ["ARKOR_HOME"] = str(workdir / ".arkor-home")  # this user's home stays untouched
     try:
         subprocess.run(
             [*arkor, "init", "--yes", "--skip-git"], cwd=workdir, capture_output=True, check=True
@@ -67,6 +127,7 @@ def main() -> int:
             name: statistics.median(time_runs(cmd, workdir, args.runs))
             for name, cmd in cases.items()
         }
+        telemetry = telemetry_exit(arkor, workdir, args.runs)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     baseline = medians["python -c pass"]
@@ -78,6 +139,12 @@ def main() -> int:
         failed |= verdict == "OVER"
         target_text = f"{target:.0f}" if target else "-"
         print(f"{name:<20}{median:>11.1f}{median / baseline:>10.2f}{target_text:>11}  {verdict}")
+    off = telemetry["build, telemetry off"]
+    print(f"\n{'telemetry at exit':<28}{'median ms':>11}{'× off':>8}{'+ms':>8}")
+    for name, median in telemetry.items():
+        print(f"{name:<28}{median:>11.1f}{median / off:>8.2f}{median - off:>+8.1f}")
+    stalled = telemetry["build, hanging host"] - telemetry["build, answering host"]
+    print(f"a hanging host costs {stalled:+.1f} ms over an answering one (deadline 100 ms)")
     print(f"({args.runs} runs each, {os.cpu_count()} CPUs, Python {sys.version.split()[0]})")
     return 1 if failed else 0
 
