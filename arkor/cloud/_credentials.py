@@ -65,7 +65,13 @@ class AnonymousCredentials(WireModel):
 
 
 class OAuthCredentials(WireModel):
-    """An OAuth sign-in; older records may lack the plane URL (then: the default plane)."""
+    """A sign-in through the plane's OpenID provider (``arkor login --oauth``).
+
+    ``access_token`` is the provider's JWT for the plane's ``audience``; ``expires_at`` is
+    its expiry in epoch seconds, and ``refresh_token`` renews it (see
+    :func:`~arkor.cloud.authorized_client`). Older records may lack the plane URL (then:
+    the default plane).
+    """
 
     mode: Literal["oauth"] = "oauth"
     access_token: str
@@ -275,17 +281,27 @@ def ensure_credentials(base_url: str | None = None, *, via: str | None = None) -
     its id first (``via`` reaches it at another address), and only that plane's record is
     used: a plane with another id, even at the same URL, gets its own identity. On this
     home's own plane (reached over loopback) the sign-in is the home owner's identity, the
-    one every earlier sign-in here had; elsewhere it is a new anonymous identity.
+    one every earlier sign-in here had; elsewhere it is a new anonymous identity, or, on a
+    plane that mints none, an error that says to run ``arkor login --oauth``. Turn the
+    result into a client with :func:`~arkor.cloud.authorized_client`, which keeps an OAuth
+    sign-in fresh.
     """
     from arkor.cloud._client import CloudApiClient
 
     url = normalize_url(base_url) if base_url else default_arkor_cloud_api_url(read_credentials())
     with CloudApiClient(via or url) as client:
-        plane_id = client.cli_config().plane_id
-    existing = find_credentials(url, plane_id, via=via)
+        config = client.cli_config()
+    existing = find_credentials(url, config.plane_id, via=via)
     if existing is not None:
         return existing
-    fresh = sign_in(url, plane_id, via=via)
+    if not config.anonymous and config.oauth is not None:
+        from arkor.cloud._oauth import OAuthSignInError
+
+        raise OAuthSignInError(
+            f"Not signed in to {url}, and that plane signs people in only through "
+            f"{config.oauth.issuer}. Run `arkor login --oauth` first."
+        )
+    fresh = sign_in(url, config.plane_id, via=via)
     write_credentials(fresh, make_default=read_credentials() is None)
     return fresh
 

@@ -24,6 +24,7 @@ from arkor.cloud import (
     CloudApiClient,
     Credentials,
     ProjectState,
+    authorized_client,
     ensure_credentials,
     ensure_project,
     is_home_plane,
@@ -182,7 +183,7 @@ def open_session(*, cloud_url: str | None = None, cwd: Path | None = None) -> Se
     target = connect(cloud_url, cwd=cwd)
     try:
         credentials = ensure_credentials(target.identity, via=target.via)
-        client = CloudApiClient(target.url, credentials.bearer_token)
+        client = authorized_client(credentials, via=target.url)
     except BaseException:
         target.close()
         raise
