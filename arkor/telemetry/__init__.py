@@ -9,7 +9,10 @@ Where it goes: with ``ARKOR_TELEMETRY_HOST`` and ``ARKOR_TELEMETRY_KEY`` set, to
 PostHog instance; otherwise to the control plane the command talked to (its
 PostHog-compatible route ``/v1/telemetry``), so usage stays with whoever runs the plane.
 A command that talked to no plane queues its event in ``$ARKOR_HOME/telemetry-queue.jsonl``
-for the next command that does. Sending happens at exit, bounded by :data:`FLUSH_SECONDS`.
+for the next command that does. At exit the command hands its event and the queue to a
+detached sender process (:mod:`arkor.telemetry._send`) and returns without waiting: the
+sender puts back in the queue what the endpoint did not take within
+``ARKOR_TELEMETRY_TIMEOUT`` seconds (default 5).
 
 ``DO_NOT_TRACK`` or ``ARKOR_TELEMETRY_DISABLED`` (1/true/yes) turns it off: nothing is
 recorded or sent, and the id file is neither created nor read. ``ARKOR_TELEMETRY_DEBUG``
@@ -24,8 +27,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-FLUSH_SECONDS = 0.1
-"""The longest a command's exit waits for its events to be sent (a dead endpoint's cost)."""
 OPT_OUT_VARIABLES = ("DO_NOT_TRACK", "ARKOR_TELEMETRY_DISABLED")
 
 _noted_plane: str | None = None
@@ -55,7 +56,7 @@ def noted_plane() -> str | None:
 def record_command(
     command: str, flags: Sequence[str], *, exit_code: int, duration_ms: float
 ) -> None:
-    """Record one finished command and send what is pending, within :data:`FLUSH_SECONDS`.
+    """Record one finished command and hand what is pending to a sender that runs on alone.
 
     Never raises and never fails the command: its own failures are shown only with
     ``ARKOR_TELEMETRY_DEBUG``.
@@ -75,4 +76,4 @@ def record_command(
             print(f"arkor telemetry: recording failed: {error!r}", file=sys.stderr)
 
 
-__all__ = ["FLUSH_SECONDS", "disabled", "note_plane", "noted_plane", "record_command", "truthy"]
+__all__ = ["disabled", "note_plane", "noted_plane", "record_command", "truthy"]

@@ -1,14 +1,20 @@
-"""The two files telemetry keeps in the home: the install id and the queue of unsent events.
+"""The files telemetry keeps in the home: the install id, and the queue of unsent events.
 
 Both are the owner's alone (0600) and written whole (a temporary file moved into place),
-so a command killed mid-write never leaves half a file behind.
+so a command killed mid-write never leaves half a file behind. The queue is changed only
+under an ``fcntl.flock`` on ``telemetry-queue.lock``: commands drain it and their senders
+put events back at the same time, and none of them may lose or duplicate an event.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +22,12 @@ from arkor._home import PRIVATE_FILE_MODE, private_dir
 
 ID_FILENAME = "telemetry-id"
 QUEUE_FILENAME = "telemetry-queue.jsonl"
+LOCK_FILENAME = "telemetry-queue.lock"
 QUEUE_LIMIT = 1000
 """The most events the queue keeps; the oldest are dropped beyond it."""
+LOCK_POLL_SECONDS = 0.005
+COMMAND_LOCK_WAIT_SECONDS = 0.05
+"""The longest a command waits for the queue's lock (held for a file's read and write)."""
 
 Event = dict[str, Any]
 
@@ -49,6 +59,35 @@ def install_id(home: Path) -> tuple[str, bool]:
     return fresh, True
 
 
+@contextmanager
+def queue_lock(home: Path, wait: float | None = None) -> Iterator[None]:
+    """Hold the queue's lock for the ``with`` block; ``wait`` bounds the wait for it.
+
+    Raises :class:`TimeoutError` when another process holds it longer than ``wait``
+    seconds (a command must not wait on a stuck one); ``None`` waits as long as it takes.
+    """
+    private_dir(home)
+    descriptor = os.open(home / LOCK_FILENAME, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+    try:
+        if wait is None:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        else:
+            give_up = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= give_up:
+                        raise TimeoutError(
+                            f"another arkor process holds {home / LOCK_FILENAME}"
+                        ) from None
+                    time.sleep(LOCK_POLL_SECONDS)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
+
+
 def read_queue(home: Path) -> list[Event]:
     """The queued events, oldest first; lines that are not events are skipped."""
     try:
@@ -67,7 +106,10 @@ def read_queue(home: Path) -> list[Event]:
 
 
 def write_queue(home: Path, events: list[Event]) -> None:
-    """Replace the queue with ``events`` (the newest :data:`QUEUE_LIMIT`); none removes it."""
+    """Replace the queue with ``events`` (the newest :data:`QUEUE_LIMIT`); none removes it.
+
+    Callers hold :func:`queue_lock`.
+    """
     path = home / QUEUE_FILENAME
     kept = events[-QUEUE_LIMIT:]
     if not kept:
@@ -75,6 +117,25 @@ def write_queue(home: Path, events: list[Event]) -> None:
         return
     private_dir(home)
     _write_private(path, "".join(json.dumps(event, sort_keys=True) + "\n" for event in kept))
+
+
+def drain_queue(home: Path, wait: float) -> list[Event]:
+    """Take every queued event out of the queue (the caller now answers for them)."""
+    with queue_lock(home, wait):
+        events = read_queue(home)
+        if events:
+            write_queue(home, [])
+        return events
+
+
+def requeue(home: Path, events: list[Event], wait: float | None = None) -> None:
+    """Put ``events`` (back) in the queue: once each, oldest first, capped."""
+    with queue_lock(home, wait):
+        queued = read_queue(home)
+        present = {event["uuid"] for event in queued}
+        merged = queued + [event for event in events if event["uuid"] not in present]
+        merged.sort(key=lambda event: str(event.get("timestamp", "")))
+        write_queue(home, merged)
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -1,4 +1,4 @@
-"""Build a command's event, choose where it goes, send what is pending, queue the rest."""
+"""Build a command's event, choose where it goes, and hand it with the queue to a sender."""
 
 from __future__ import annotations
 
@@ -9,12 +9,18 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from arkor import telemetry
 from arkor._home import arkor_home
 from arkor._version import __version__
 from arkor.telemetry import truthy
-from arkor.telemetry._files import ID_FILENAME, Event, install_id, read_queue, write_queue
-from arkor.telemetry._send import deliver
+from arkor.telemetry._files import (
+    COMMAND_LOCK_WAIT_SECONDS,
+    ID_FILENAME,
+    Event,
+    drain_queue,
+    install_id,
+    requeue,
+)
+from arkor.telemetry._send import hand_off
 
 EVENT_NAME = "command"
 PLANE_ROUTE = "/v1/telemetry"
@@ -49,22 +55,15 @@ def record(
         print(NOTICE.format(path=home / ID_FILENAME), file=sys.stderr)
     event = new_event(distinct_id, command, flags, exit_code, duration_ms)
     destination = _destination(plane, log)
+    events = [event]
     try:
-        pending = read_queue(home)
-    except OSError as error:
+        if destination is None:  # nowhere to send: queued here, for the next command
+            requeue(home, events, COMMAND_LOCK_WAIT_SECONDS)
+            return
+        events = [*drain_queue(home, COMMAND_LOCK_WAIT_SECONDS), event]
+    except OSError as error:  # a busy lock included: the sender takes this event alone
         log("queue", str(error))
-        pending = []
-    sent: set[str] = set()
-    if destination is not None:
-        host, key = destination
-        sent = deliver(host, key, [*pending, event], deadline=telemetry.FLUSH_SECONDS, log=log)
-    if not pending and event["uuid"] in sent:
-        return  # nothing was queued and nothing needs to be
-    try:
-        queued = [item for item in read_queue(home) if item["uuid"] not in sent]
-        write_queue(home, queued if event["uuid"] in sent else [*queued, event])
-    except OSError as error:
-        log("queue", str(error))
+    hand_off(home, destination, events, log)
 
 
 def new_event(

@@ -1,17 +1,44 @@
-"""Telemetry on, and a loopback PostHog stand-in that records what it is sent."""
+"""Telemetry on, a loopback PostHog stand-in that records what it is sent, and waits.
+
+Events are sent by a detached process after the command returns, so a test waits (bounded)
+for what it expects to arrive, at the stand-in or back in the queue.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from arkor._home import arkor_home
+from arkor.telemetry import _send
 from tests.utils.loopback import QuietHandler, serving
+
+WAIT_SECONDS = 30.0
+"""The longest a test waits for a sender (a Python start and a posthog import, on a busy CI)."""
+QUEUE_FILE = "telemetry-queue.jsonl"
+
+
+def wait_until(condition: Callable[[], bool], what: str, seconds: float = WAIT_SECONDS) -> None:
+    """Return once ``condition()`` holds; fail the test after ``seconds``."""
+    give_up = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > give_up:
+            pytest.fail(f"waited {seconds:g} s for {what}")
+        time.sleep(0.02)
+
+
+def queued() -> list[dict[str, Any]]:
+    """The events in this test's queue, oldest first."""
+    path = arkor_home() / QUEUE_FILE
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text.splitlines()]
 
 
 @dataclass
@@ -33,6 +60,11 @@ class Capture:
         for _, body in self.requests:
             found.extend(json.loads(body)["batch"])
         return found
+
+    def received(self, count: int) -> list[dict[str, Any]]:
+        """The events received once there are at least ``count`` (waiting for the senders)."""
+        wait_until(lambda: len(self.events()) >= count, f"{count} event(s) at {self.url}")
+        return self.events()
 
 
 @contextmanager
@@ -61,10 +93,19 @@ def capture_server(hang: bool = False) -> Iterator[Capture]:
             capture.release.set()
 
 
+@pytest.fixture(autouse=True)
+def senders_end_with_their_test() -> Iterator[None]:
+    """Wait for the senders a test started, so none writes into a later test's files."""
+    yield
+    for child in _send._children:
+        child.wait(WAIT_SECONDS)
+
+
 @pytest.fixture
 def telemetry_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Undo the suite's default (telemetry off)."""
+    """Undo the suite's default (telemetry off); senders try for 10 s whatever this shell says."""
     monkeypatch.delenv("ARKOR_TELEMETRY_DISABLED")
+    monkeypatch.setenv("ARKOR_TELEMETRY_TIMEOUT", "10")
 
 
 @pytest.fixture

@@ -1,10 +1,16 @@
-"""What the CLI records for a command, and when it records and sends nothing."""
+"""What the CLI records for a command, and when it records and sends nothing.
+
+A detached sender process sends after the command has returned: tests wait for it.
+"""
 
 from __future__ import annotations
 
+import os
 import stat
-import time
+import subprocess
+import sys
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,13 +18,14 @@ import pytest
 from arkor import telemetry
 from arkor._home import arkor_home
 from arkor._version import __version__
-from tests.telemetry.conftest import Capture
-from tests.utils.cli import CliRunner
+from tests.telemetry.conftest import Capture, capture_server, queued, wait_until
+from tests.utils.cli import CliRunner, run_process
 from tests.utils.ports import free_port
 from tests.utils.projects import MINIMAL_TOML, minimal_project
 
 ID_FILE = "telemetry-id"
 QUEUE_FILE = "telemetry-queue.jsonl"
+LOCK_FILE = "telemetry-queue.lock"
 
 
 def install_id() -> str:
@@ -31,7 +38,7 @@ def test_a_succeeding_command_sends_its_name_flags_and_exit_code(
     minimal_project(project)
     result = cli("validate", "--set", "trainer.max_steps=7", "--format", "json")
     assert result.exit_code == 0, result.stderr
-    [event] = posthog.events()
+    [event] = posthog.received(1)
     assert posthog.requests[0][0] == "/batch/"
     assert event["event"] == "command"
     assert event["distinct_id"] == install_id()
@@ -66,7 +73,7 @@ def test_a_failing_command_sends_its_exit_code_and_only_declared_flag_names(
     minimal_project(project, MINIMAL_TOML.replace("max_steps = 10", "max_steps = 1"))
     result = cli(*args)
     assert result.exit_code == exit_code
-    [event] = posthog.events()
+    [event] = posthog.received(1)
     assert event["properties"]["command"] == command
     assert event["properties"]["exit_code"] == exit_code
     assert event["properties"]["flags"] == flags
@@ -82,12 +89,13 @@ def test_nothing_sent_names_a_value_a_path_or_the_model(
     cli("build", f"--set={values[0]}", "--json")
     cli("jobs", "list", "--token=s3cret-value")
     cli("init", "-y", "--skip-git", "-nmy-private-name", str(project / "sub"))
+    events = posthog.received(4)
     sent = posthog.raw.decode()
-    assert len(posthog.events()) == 4
-    assert [event["properties"]["flags"] for event in posthog.events()] == [
+    assert len(events) == 4  # one sender each: they may arrive in any order
+    assert sorted(event["properties"]["flags"] for event in events) == [
+        [],
         ["--config", "--set"],
         ["--json", "--set"],
-        [],
         ["--name", "--skip-git", "--yes"],
     ]
     for secret in [
@@ -127,8 +135,8 @@ def test_an_opt_out_records_and_sends_nothing_and_makes_no_id(
     assert cli("validate").exit_code == 0
     assert cli("validate", "--set", "trainer.max_steps=0").exit_code == 2
     assert posthog.requests == []
-    assert not (arkor_home() / ID_FILE).exists()
-    assert not (arkor_home() / QUEUE_FILE).exists()
+    for name in (ID_FILE, QUEUE_FILE, LOCK_FILE):
+        assert not (arkor_home() / name).exists(), name
 
 
 @pytest.mark.parametrize("args", [["--help"], ["-h"], ["validate", "--help"], ["--version"], []])
@@ -152,7 +160,7 @@ def test_the_install_id_is_made_once_private_and_reused(
     second = cli("validate")
     assert "anonymous usage" not in second.stderr
     assert path.read_text().strip() == made
-    assert [event["distinct_id"] for event in posthog.events()] == [made, made]
+    assert [event["distinct_id"] for event in posthog.received(2)] == [made, made]
 
 
 def test_an_id_file_that_holds_no_id_is_replaced_quietly(
@@ -163,44 +171,86 @@ def test_an_id_file_that_holds_no_id_is_replaced_quietly(
     (arkor_home() / ID_FILE).write_text("not an id\n")
     result = cli("validate")
     assert "anonymous usage" not in result.stderr
-    [event] = posthog.events()
+    [event] = posthog.received(1)
     assert event["distinct_id"] == install_id() != "not an id"
 
 
-def test_a_hanging_endpoint_costs_the_exit_only_the_flush_deadline(
-    project: Path, cli: CliRunner, hanging_posthog: Capture
+def test_a_hanging_endpoint_holds_up_no_command_and_its_events_come_back_to_the_queue(
+    project: Path, cli: CliRunner, hanging_posthog: Capture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     minimal_project(project)
-    cli("validate")  # posthog imported: what follows times the flush, not a first import
-    hanging_posthog.release.set()
-    hanging_posthog.holding.clear()
-    hanging_posthog.release.clear()
-    started = time.monotonic()
+    monkeypatch.setenv("ARKOR_TELEMETRY_TIMEOUT", "2")
     result = cli("validate")
-    elapsed = time.monotonic() - started
     assert result.exit_code == 0
-    assert hanging_posthog.holding.is_set() and not hanging_posthog.release.is_set()
-    # the request timeout is 2 s: returning well before it is the flush deadline at work
-    assert elapsed < 1.5, elapsed
-    queued = (arkor_home() / QUEUE_FILE).read_text().splitlines()
-    assert len(queued) >= 1  # not taken: kept for the next command
+    # the command has returned; its sender now reaches the endpoint, which holds the request
+    wait_until(hanging_posthog.holding.is_set, "the sender's request")
+    [held] = hanging_posthog.events()
+    assert queued() == []  # the sender still waits: nothing came back yet
+    wait_until(lambda: len(queued()) == 1, "the sender to give up and queue the event")
+    assert not hanging_posthog.release.is_set()  # given up on while the server still holds it
+    assert queued()[0]["uuid"] == held["uuid"]  # the same event, resent later (stored once)
+    assert stat.S_IMODE((arkor_home() / QUEUE_FILE).stat().st_mode) == 0o600
 
 
-def test_debug_reports_the_modules_own_failures_and_the_command_is_unchanged(
-    project: Path, cli: CliRunner, telemetry_on: None, monkeypatch: pytest.MonkeyPatch
+def test_debug_reports_the_senders_failures_and_the_command_is_unchanged(
+    project: Path, telemetry_on: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     minimal_project(project)
     monkeypatch.setenv("ARKOR_TELEMETRY_HOST", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("ARKOR_TELEMETRY_KEY", "phc_test")
     monkeypatch.setenv("ARKOR_TELEMETRY_DEBUG", "1")
-    result = cli("validate")
+    result = run_process("validate", cwd=project)  # returns once the sender, on its stderr, ends
     assert result.exit_code == 0
     lines = [line for line in result.stderr.splitlines() if line.startswith("arkor telemetry:")]
     assert lines and all(line.startswith("arkor telemetry: capture failed:") for line in lines)
-    assert len((arkor_home() / QUEUE_FILE).read_text().splitlines()) == 1
+    assert len(queued()) == 1
     monkeypatch.delenv("ARKOR_TELEMETRY_DEBUG")
-    quiet = cli("validate")
-    assert "arkor telemetry" not in quiet.stderr
+    quiet = run_process("validate", cwd=project)
+    assert quiet.exit_code == 0 and "arkor telemetry" not in quiet.stderr
+    wait_until(lambda: len(queued()) == 2, "the quiet sender to queue both events")
+
+
+@pytest.mark.parametrize("answering", [True, False], ids=["answering", "refusing"])
+def test_commands_racing_each_other_and_their_senders_lose_and_duplicate_no_event(
+    project: Path,
+    cli: CliRunner,
+    telemetry_on: None,
+    monkeypatch: pytest.MonkeyPatch,
+    answering: bool,
+) -> None:
+    """Commands drain the queue while other commands' senders put events back in it."""
+    minimal_project(project)
+    for _ in range(3):
+        assert cli("validate").exit_code == 0  # nowhere to send: a backlog of three
+    backlog = {event["uuid"] for event in queued()}
+    assert len(backlog) == 3
+    with capture_server() as capture:
+        monkeypatch.setenv(
+            "ARKOR_TELEMETRY_HOST", capture.url if answering else f"http://127.0.0.1:{free_port()}"
+        )
+        monkeypatch.setenv("ARKOR_TELEMETRY_KEY", "phc_test")
+        monkeypatch.setenv("ARKOR_TELEMETRY_DEBUG", "1")  # the senders keep stderr open
+        commands = [
+            subprocess.Popen(
+                [sys.executable, "-m", "arkor", "validate"],
+                cwd=project,
+                env=dict(os.environ),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(4)
+        ]
+        for command in commands:  # stderr ends when the command and its sender both have
+            command.communicate(timeout=120)
+            assert command.returncode == 0
+        if answering:
+            uuids = [event["uuid"] for event in capture.events()]
+            assert queued() == []
+        else:
+            uuids = [event["uuid"] for event in queued()]
+            assert capture.requests == []
+    assert len(uuids) == 7 and max(Counter(uuids).values()) == 1, Counter(uuids)
+    assert backlog <= set(uuids)
 
 
 def test_without_a_plane_or_host_the_event_waits_in_a_private_capped_queue(

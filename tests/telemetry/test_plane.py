@@ -17,6 +17,7 @@ from arkor.cloud import request_anonymous_token
 from arkor.cloud._credentials import HOME_KEY_FILENAME, read_home_key
 from arkor.server import RunningPlane
 from arkor.server.routes.telemetry import BURST, MAX_EVENTS
+from tests.telemetry.conftest import wait_until
 from tests.utils.cli import CliRunner
 from tests.utils.plane import client_headers, running_plane, sign_up
 from tests.utils.projects import minimal_project
@@ -116,9 +117,6 @@ def test_a_plane_less_command_queues_and_the_next_plane_command_sends_both(
     plane: RunningPlane,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """(A plane in this process shares its interpreter with the command: the flush gets a
-    deadline that fits that, not a plane of its own; the deadline has a test of its own.)"""
-    monkeypatch.setattr("arkor.telemetry.FLUSH_SECONDS", 10.0)
     minimal_project(project)
     assert cli("validate").exit_code == 0
     queue = arkor_home() / "telemetry-queue.jsonl"
@@ -127,6 +125,7 @@ def test_a_plane_less_command_queues_and_the_next_plane_command_sends_both(
     monkeypatch.setenv("ARKOR_CLOUD_API_URL", plane.url)
     result = cli("whoami", "--json")
     assert result.exit_code == 0, result.stderr
+    wait_until(lambda: len(stored(plane)) == 2, "the sender to reach the plane")
     assert [row["command"] for row in stored(plane)] == ["validate", "whoami"]
     assert not queue.exists()
     install = (arkor_home() / "telemetry-id").read_text().strip()
