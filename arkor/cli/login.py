@@ -19,7 +19,7 @@ import typer
 from arkor.cli._options import JsonOption
 
 if TYPE_CHECKING:
-    from arkor.cloud import CloudApiClient, Credentials
+    from arkor.cloud import CliConfig, CloudApiClient, Credentials, OAuthCredentials
 
 YesOption = Annotated[
     bool,
@@ -36,28 +36,46 @@ def login(
         bool, typer.Option("--anonymous", help="Mint an anonymous identity; never prompt.")
     ] = False,
     oauth: Annotated[
-        bool, typer.Option("--oauth", help="Sign in with the plane's OAuth provider.")
+        bool,
+        typer.Option("--oauth", help="Sign in through the plane's OpenID provider (in a browser)."),
+    ] = False,
+    device: Annotated[
+        bool,
+        typer.Option(
+            "--device",
+            help="Sign in through the provider with a code entered in a browser anywhere.",
+        ),
+    ] = False,
+    no_browser: Annotated[
+        bool,
+        typer.Option("--no-browser", help="Print the sign-in URL instead of opening a browser."),
     ] = False,
     yes: YesOption = False,
 ) -> int:
     """Sign in to this folder's plane (the one `arkor start` uses).
 
     Without a flag, a terminal outside CI offers the plane's methods (default: anonymous);
-    elsewhere the anonymous sign-in is used. On this home's local plane you always get the
-    identity that owns the home back. On another plane signing in again replaces your
-    identity there (other planes' are kept); if the old one reaches projects, you are
-    asked first.
+    elsewhere the anonymous sign-in is used, or the provider's on a plane without it. With
+    --oauth the plane's OpenID provider signs you in in your browser (--no-browser prints
+    the URL to open instead); on a machine without a display, and with --device, you get a
+    code to confirm in a browser anywhere, when the provider offers that. On this home's local
+    plane you always get the identity that owns the home back. On another plane signing
+    in again replaces your identity there (other planes' are kept); if the old one
+    reaches projects, you are asked first.
 
     Examples:
 
       arkor login
 
-      ARKOR_CLOUD_API_URL=http://gpu-box:8765 arkor login --anonymous
+      ARKOR_CLOUD_API_URL=http://gpu-box:8765 arkor login --oauth
+
+      arkor login --device
     """
     import click
 
     from arkor.cli._output import echo, interactive, style
     from arkor.cloud import (
+        AnonymousCredentials,
         CloudApiClient,
         find_credentials,
         is_home_plane,
@@ -67,14 +85,18 @@ def login(
     from arkor.errors import ArkorError, UsageError
     from arkor.sdk import connect
 
-    if anonymous and oauth:
-        raise UsageError("Choose one of --anonymous and --oauth, not both.")
+    if anonymous and (oauth or device):
+        raise UsageError(
+            f"Choose one of --anonymous and {'--device' if device else '--oauth'}, not both."
+        )
+    if anonymous and no_browser:
+        raise UsageError("--no-browser goes with --oauth; an anonymous sign-in needs no browser.")
     target = connect(cwd=Path.cwd())
     try:
         url = target.identity
         with CloudApiClient(target.url) as client:
             config = client.cli_config()
-        method = "oauth" if oauth else "anonymous" if anonymous else None
+        method = "oauth" if oauth or device or no_browser else "anonymous" if anonymous else None
         if method is None:
             if config.anonymous and config.oauth is not None and interactive():
                 method = typer.prompt(
@@ -82,16 +104,11 @@ def login(
                 )
             else:
                 method = "anonymous" if config.anonymous or config.oauth is None else "oauth"
-        if method == "oauth":
-            if config.oauth is None:
-                raise ArkorError(
-                    f"The plane at {url} offers no OAuth sign-in. Use `arkor login --anonymous`."
-                )
+        if method == "oauth" and config.oauth is None:
             raise ArkorError(
-                f"The plane at {url} offers OAuth ({config.oauth.issuer}), but this arkor "
-                "cannot run the OAuth flow yet. Use `arkor login --anonymous`."
+                f"The plane at {url} offers no OAuth sign-in. Use `arkor login --anonymous`."
             )
-        if not config.anonymous:
+        if method == "anonymous" and not config.anonymous:
             raise ArkorError(
                 f"The plane at {url} does not allow anonymous sign-in. Use `arkor login --oauth`."
             )
@@ -99,18 +116,84 @@ def login(
         current = find_credentials(url, config.plane_id, via=target.via)
         if current is not None and not home:
             _confirm_dropping(target.url, current, yes=yes, action="Signing in again")
-        credentials = sign_in(url, config.plane_id, via=target.via, current=current)
+        credentials: Credentials
+        who = ""
+        if config.oauth is not None and method == "oauth":
+            credentials, who = _oauth_sign_in(
+                target.url, url, config, device=device, no_browser=no_browser
+            )
+        else:
+            credentials = sign_in(url, config.plane_id, via=target.via, current=current)
     finally:
         target.close()
     path = write_credentials(credentials)
-    echo(
-        f"{style('✓', 'green')} Signed in anonymously to {url} as {credentials.anonymous_id} "
-        f"(org {credentials.org_slug})."
-    )
-    if home:
-        echo("  This home's own plane: `arkor login` here always signs you in as this identity.")
+    if isinstance(credentials, AnonymousCredentials):
+        echo(
+            f"{style('✓', 'green')} Signed in anonymously to {url} as {credentials.anonymous_id} "
+            f"(org {credentials.org_slug})."
+        )
+        if home:
+            echo(
+                "  This home's own plane: `arkor login` here always signs you in as this identity."
+            )
+    else:
+        echo(f"{style('✓', 'green')} Signed in to {url} as {who} through {credentials.issuer}.")
     echo(f"  credentials  {path}")
     return 0
+
+
+def _oauth_sign_in(
+    address: str, url: str, config: CliConfig, *, device: bool, no_browser: bool
+) -> tuple[OAuthCredentials, str]:
+    """Sign in through the plane's provider; the record and who the plane says you are.
+
+    The browser flow where there is a browser, or printing its URL with ``--no-browser``;
+    the device flow with ``--device``, or on a machine without a display when the provider
+    offers it (else the URL is printed). The plane must accept the new token before it is
+    stored.
+    """
+    import webbrowser
+
+    from arkor.cli._output import echo
+    from arkor.cloud import (
+        AuthError,
+        CloudApiClient,
+        browser_available,
+        oauth_credentials,
+        sign_in_with_browser,
+        sign_in_with_device,
+    )
+    from arkor.errors import ArkorError
+
+    oauth = config.oauth
+    assert oauth is not None
+    browser = not no_browser and browser_available()
+    automatic = not no_browser and not browser
+    if device or (automatic and oauth.device_authorization_url is not None):
+        token = sign_in_with_device(oauth, say=echo)
+    else:
+        token = sign_in_with_browser(
+            oauth, say=echo, open_browser=webbrowser.open if browser else None
+        )
+    credentials = oauth_credentials(token, oauth, url=url, plane_id=config.plane_id)
+    try:
+        with CloudApiClient(address, credentials.access_token) as client:
+            user = client.me().user
+    except AuthError as error:
+        raise ArkorError(
+            f"{oauth.issuer} signed you in, but the plane at {url} refuses its token "
+            f"({error.message}). The plane's operator should check that it is started with "
+            f"--oidc-issuer {oauth.issuer} and the audience its tokens carry ({oauth.audience}); "
+            "nothing was stored."
+        ) from None
+    return credentials, _person(user.name, user.email, user.id)
+
+
+def _person(name: str | None, email: str | None, fallback: str) -> str:
+    """``Name <email>``, or whichever of them the provider gave, else ``fallback``."""
+    if name and email:
+        return f"{name} <{email}>"
+    return name or email or fallback
 
 
 def logout(yes: YesOption = False) -> int:
@@ -120,7 +203,9 @@ def logout(yes: YesOption = False) -> int:
     again as the same identity, with every project. On another plane an anonymous
     identity cannot sign in again, so when it reaches projects you are asked first;
     without a terminal (or with CI set) that needs --yes, else it exits 2. There the token
-    is also revoked, when the plane can be reached.
+    is also revoked, when the plane can be reached. A sign-in through an OpenID provider
+    has its refresh token revoked at the provider, where it offers that; you are told
+    when that fails, and the identity is forgotten either way.
 
     Examples:
 
@@ -130,8 +215,10 @@ def logout(yes: YesOption = False) -> int:
     """
     from arkor.cli._output import echo, style
     from arkor.cloud import (
+        AnonymousCredentials,
         CloudApiClient,
         CloudApiError,
+        OAuthCredentials,
         credentials_path,
         find_credentials,
         forget_credentials,
@@ -139,12 +226,14 @@ def logout(yes: YesOption = False) -> int:
         is_home_plane,
         plane_key,
         read_credentials,
+        revoke_oauth,
     )
     from arkor.sdk import LOCAL_PLANE_URL, connect, resolve_plane
 
     path = credentials_path()
     url = resolve_plane(cwd=Path.cwd())
     record: Credentials | None
+    config: CliConfig | None = None
     if url is None:
         url = LOCAL_PLANE_URL
         home_id = home_plane_id()
@@ -154,19 +243,45 @@ def logout(yes: YesOption = False) -> int:
             target = connect(cwd=Path.cwd())
             try:
                 with CloudApiClient(target.url) as client:
-                    plane_id = client.cli_config().plane_id
-                record = find_credentials(LOCAL_PLANE_URL, plane_id, via=target.via)
+                    config = client.cli_config()
+                record = find_credentials(LOCAL_PLANE_URL, config.plane_id, via=target.via)
             finally:
                 target.close()
     else:
         try:
             with CloudApiClient(url) as client:
-                plane_id = client.cli_config().plane_id
+                config = client.cli_config()
         except CloudApiError:
-            plane_id = None
+            config = None
+        plane_id = config.plane_id if config is not None else None
         record = read_credentials(plane_id=plane_id) if plane_id else read_credentials(url)
     if record is None:
         echo(f"Not signed in to {url}: nothing to forget in {path}.")
+        return 0
+    if isinstance(record, OAuthCredentials):
+        if config is None and url == LOCAL_PLANE_URL:
+            target = connect(cwd=Path.cwd())
+            try:
+                with CloudApiClient(target.url) as client:
+                    config = client.cli_config()
+            finally:
+                target.close()
+        if config is None or config.oauth is None:
+            problem: str | None = f"the plane at {url} did not name its provider's endpoints"
+        else:
+            problem = revoke_oauth(record, config.oauth)
+        forget_credentials(plane_key(record))
+        signed_out = (
+            f"{style('✓', 'green')} Signed out of {url}: its identity is removed from {path}"
+        )
+        if problem is None:
+            echo(f"{signed_out} and its refresh token revoked at {record.issuer}.")
+        else:
+            echo(f"{signed_out}.")
+            echo(
+                f"  Its refresh token could not be revoked ({problem}); it stays valid at "
+                f"{record.issuer} until it expires. Sign out there to end it now."
+            )
         return 0
     if is_home_plane(record.plane_id):
         forget_credentials(plane_key(record))
@@ -175,6 +290,7 @@ def logout(yes: YesOption = False) -> int:
             "stay yours: `arkor login` signs you in again as the same identity."
         )
         return 0
+    assert isinstance(record, AnonymousCredentials)
     if not _confirm_dropping(url, record, yes=yes, action="Signing out"):
         echo(f"Still signed in to {url}.")
         return 1
@@ -265,6 +381,7 @@ def whoami(json_output: JsonOption = False) -> int:
         CloudApiClient,
         CloudApiError,
         UpgradeRequiredError,
+        authorized_client,
         find_credentials,
     )
     from arkor.sdk import connect
@@ -282,7 +399,7 @@ def whoami(json_output: JsonOption = False) -> int:
                 else:
                     echo(f"Not signed in to {url}. Run `arkor login`.")
                 return 0
-            with CloudApiClient(target.url, credentials.bearer_token) as client:
+            with authorized_client(credentials, via=target.url) as client:
                 me = client.me()
         except CloudApiError as error:
             if json_output:
@@ -307,10 +424,14 @@ def whoami(json_output: JsonOption = False) -> int:
         return 0
     if isinstance(credentials, AnonymousCredentials):
         identity = f"anonymous ({credentials.anonymous_id})"
+    elif me.user.issuer is not None:
+        identity = _person(me.user.name, me.user.email, me.user.subject or me.user.id)
     else:
         identity = f"{me.user.kind} user {me.user.id}"
     echo(f"Plane     {url}")
     echo(f"Identity  {identity}")
+    if me.user.issuer is not None:
+        echo(f"Issuer    {me.user.issuer}")
     echo("Orgs" if me.orgs else "Orgs      none")
     width = max((len(org.slug) for org in me.orgs), default=0)
     for org in me.orgs:
@@ -374,7 +495,7 @@ def revoke_token(
 @contextmanager
 def _signed_in_client() -> Iterator[tuple[str, CloudApiClient]]:
     """A client of this folder's plane carrying your token there; not signed in is an error."""
-    from arkor.cloud import CloudApiClient, find_credentials
+    from arkor.cloud import CloudApiClient, authorized_client, find_credentials
     from arkor.errors import ArkorError
     from arkor.sdk import connect
 
@@ -385,7 +506,7 @@ def _signed_in_client() -> Iterator[tuple[str, CloudApiClient]]:
         credentials = find_credentials(target.identity, plane_id, via=target.via)
         if credentials is None:
             raise ArkorError(f"Not signed in to {target.identity}. Run `arkor login` first.")
-        with CloudApiClient(target.url, credentials.bearer_token) as client:
+        with authorized_client(credentials, via=target.url) as client:
             yield target.identity, client
     finally:
         target.close()
