@@ -302,8 +302,11 @@ def sign_in_with_device(
                 data={"client_id": config.client_id, "scope": SCOPE, "resource": config.audience},
                 withhold_token=True,
             )
+            device: dict[str, Any] = answer.json() if answer.content else {}
+            if "error" in device:
+                refusal = (str(device["error"]), str(device.get("error_description") or ""))
+                raise _failure(config, "the device sign-in", refusal)
             answer.raise_for_status()
-            device: dict[str, Any] = answer.json()
             device_code, user_code = str(device["device_code"]), str(device["user_code"])
             page = str(device.get("verification_uri_complete") or device["verification_uri"])
             interval = float(device.get("interval") or 5)

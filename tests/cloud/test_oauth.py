@@ -314,3 +314,12 @@ def test_a_plane_without_anonymous_sign_in_asks_for_oauth(
         f"Not signed in to {plane.url}, and that plane signs people in only through "
         f"{provider.issuer}. Run `arkor login --oauth` first."
     )
+
+
+def test_a_device_sign_in_the_provider_refuses_is_one_paragraph(plane: RunningPlane) -> None:
+    config = config_of(plane).model_copy(update={"client_id": "not-registered"})
+    with pytest.raises(OAuthSignInError) as refused:
+        sign_in_with_device(config, say=lambda _: None)
+    assert str(refused.value).startswith(
+        f"The OpenID provider {config.issuer} refused the device sign-in (invalid_client"
+    )
