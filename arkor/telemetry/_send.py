@@ -35,6 +35,8 @@ DEFAULT_TIMEOUT_SECONDS = 5.0
 """How long a sender tries before it puts the events back for the next command."""
 GRACE_SECONDS = 5
 """How long past its timeout a sender may take to put the events back before the alarm."""
+NICENESS = 19
+"""The sender runs at the lowest priority, so a command that starts meanwhile runs first."""
 BATCH_SIZE = 100
 """Events per request (what a plane's capture route takes at most)."""
 
@@ -160,6 +162,7 @@ def main() -> int:
     except (OSError, ValueError, TypeError, KeyError) as error:
         log("init", f"unreadable payload ({error!r}); nothing sent")
         return 1
+    os.nice(NICENESS)  # posthog's import and the request yield the CPU to commands
     sent = send(host, key, events, deadline=deadline, log=log) if host and key else set()
     unsent = [event for event in events if event["uuid"] not in sent]
     if unsent:
