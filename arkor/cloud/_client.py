@@ -47,7 +47,7 @@ from arkor.cloud._api_models import (
     Upload,
     UploadEnvelope,
 )
-from arkor.cloud._credentials import Credentials, normalize_url, plane_url
+from arkor.cloud._credentials import Credentials, OAuthCredentials, normalize_url, plane_url
 from arkor.cloud._deployments import (
     CreateDeploymentInput,
     CreateDeploymentKeyInput,
@@ -181,14 +181,19 @@ class CloudApiClient:
         *,
         via: str | None = None,
         http: httpx.Client | None = None,
-    ) -> Self:
+    ) -> CloudApiClient:
         """A client for the plane that issued ``credentials``, carrying their token.
 
         ``via`` reaches that same plane at another address (an embedded plane on an
         ephemeral port). The address is trusted as given: credentials from
         :func:`~arkor.cloud.ensure_credentials` were just matched to the plane id found
-        there, which is how a token is kept from any other plane.
+        there, which is how a token is kept from any other plane. An OAuth sign-in (with
+        no ``http`` of the caller's) is renewed near expiry and after a 401, as the CLI's is.
         """
+        if isinstance(credentials, OAuthCredentials) and http is None:
+            from arkor.cloud._oauth import authorized_client
+
+            return authorized_client(credentials, via=via)
         return cls(via or plane_url(credentials), credentials.bearer_token, http=http)
 
     def close(self) -> None:

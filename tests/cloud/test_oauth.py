@@ -266,6 +266,22 @@ def test_a_token_near_expiry_is_refreshed_and_written_back(
         assert read_credentials(plane.url) == renewed
 
 
+def test_a_client_built_from_oauth_credentials_renews_them_too(
+    tmp_path: Path, provider: OidcProvider
+) -> None:
+    """The SDK's way in (``CloudApiClient.from_credentials``) refreshes as the CLI does."""
+    with (
+        oidc_provider(access_token_ttl=30) as short,
+        oidc_plane(tmp_path / "plane", short) as plane,
+    ):
+        first = signed_in(plane, short, "alice")
+        with CloudApiClient.from_credentials(first, via=plane.url) as client:
+            assert client.me().user.subject == "alice"
+        stored = read_credentials(plane.url)
+        assert isinstance(stored, OAuthCredentials)
+        assert stored.access_token != first.access_token
+
+
 def test_an_access_token_the_plane_refuses_is_refreshed_once(
     plane: RunningPlane, provider: OidcProvider
 ) -> None:
