@@ -58,7 +58,7 @@ def validate(
             if output_format != "json" and len(targets) == 1:
                 raise
             failure = error
-            errors.extend(_json_issues(error))
+            errors.extend(error.issues_json())
             if output_format != "json":
                 typer.echo(error_text(str(error)), err=True)
             continue
@@ -71,16 +71,3 @@ def validate(
     if output_format == "json":
         print_json({"valid": failure is None, "checked": checked, "errors": errors})
     return failure.exit_code if failure is not None else 0
-
-
-def _json_issues(error: Any) -> list[dict[str, Any]]:
-    return [issue.to_json() for issue in error.issues] or [
-        {
-            "file": None,
-            "line": None,
-            "column": None,
-            "path": None,
-            "message": error.message,
-            "suggestion": None,
-        }
-    ]

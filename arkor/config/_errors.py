@@ -76,6 +76,20 @@ class ConfigError(ArkorError):
         self.message = message
         super().__init__(str(self))
 
+    def issues_json(self) -> list[dict[str, Any]]:
+        """Each issue as ``arkor validate --format json`` prints it; one without a place when
+        the error has no located issue (no config file found, say)."""
+        return [issue.to_json() for issue in self.issues] or [
+            {
+                "file": None,
+                "line": None,
+                "column": None,
+                "path": None,
+                "message": self.message,
+                "suggestion": None,
+            }
+        ]
+
     def __str__(self) -> str:
         if not self.issues:
             return self.message

@@ -11,6 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
 _MAX_CLIENTS = 10_000
 """Past this many addresses, those whose bucket has refilled are forgotten."""
 
@@ -56,3 +59,39 @@ class TokenBucket:
 def retry_after(seconds: float) -> str:
     """The ``Retry-After`` value: whole seconds, at least 1."""
     return str(max(1, math.ceil(seconds)))
+
+
+_buckets_lock = threading.Lock()
+
+
+def limit_per_address(
+    request: Request,
+    name: str,
+    *,
+    burst: int,
+    per_minute: float,
+    refusal: str,
+    hint: str = "",
+) -> None:
+    """429 with ``Retry-After`` once the caller's address has spent the app's bucket ``name``.
+
+    The message: ``refusal`` ("Too many sign-ins"), the limits, when to retry, ``hint``.
+    Each bucket is made on first use and lives on the app's state (one per plane process).
+    """
+    state = request.app.state
+    with _buckets_lock:
+        buckets: dict[str, TokenBucket] = getattr(state, "rate_buckets", None) or {}
+        state.rate_buckets = buckets
+        bucket = buckets.get(name)
+        if bucket is None:
+            bucket = buckets[name] = TokenBucket(burst=burst, per_second=per_minute / 60)
+    address = request.client.host if request.client is not None else "unknown"
+    wait = bucket.take(address)
+    if wait > 0:
+        after = retry_after(wait)
+        raise HTTPException(
+            429,
+            f"{refusal} from {address}: at most {burst} at once and {per_minute:g} a minute. "
+            f"Retry in {after} s{hint}.",
+            headers={"Retry-After": after},
+        )

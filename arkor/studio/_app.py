@@ -38,7 +38,7 @@ from arkor.cloud import (
 from arkor.config import ConfigError
 from arkor.errors import ArkorError, UsageError
 from arkor.studio._guards import LoopbackHost, PageHeaders, StudioToken
-from arkor.studio._studio import NotLocalDataError, Studio, issues_of
+from arkor.studio._studio import NotLocalDataError, Studio
 
 logger = logging.getLogger("arkor.studio")
 
@@ -114,7 +114,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ConfigError)
     async def config_error(request: Request, error: ConfigError) -> JSONResponse:
-        return _error(422, str(error), issues=issues_of(error))
+        return _error(422, str(error), issues=error.issues_json())
 
     @app.exception_handler(ArkorError)
     async def arkor_error(request: Request, error: ArkorError) -> JSONResponse:

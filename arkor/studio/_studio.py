@@ -148,7 +148,7 @@ class Studio:
         try:
             loaded = validate_project(self.config_path(config), overrides, cwd=self.root)
         except ConfigError as error:
-            return {"valid": False, "errors": issues_of(error)}
+            return {"valid": False, "errors": error.issues_json()}
         trainer = loaded.config.trainer
         return {"valid": True, "trainer": {"name": trainer.name, "model": trainer.model}}
 
@@ -523,20 +523,6 @@ def _is_section(annotation: Any) -> bool:
     from pydantic import BaseModel
 
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def issues_of(error: Any) -> list[dict[str, Any]]:
-    """A config error's located issues, as ``arkor validate --format json`` prints them."""
-    return [issue.to_json() for issue in error.issues] or [
-        {
-            "file": None,
-            "line": None,
-            "column": None,
-            "path": None,
-            "message": error.message,
-            "suggestion": None,
-        }
-    ]
 
 
 def histogram(values: list[int], bins: int) -> list[dict[str, int]]:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
-from starlette.exceptions import HTTPException
 
 from arkor._fs import atomic_write_text
 from arkor.cloud import (
@@ -33,12 +31,10 @@ from arkor.cloud._credentials import HOME_KEY_FILENAME, read_home_key
 from arkor.server import _orgs as orgs
 from arkor.server import _store as store
 from arkor.server._errors import SCOPED_ERRORS, ApiError, not_found
-from arkor.server._ratelimit import TokenBucket, retry_after
+from arkor.server._ratelimit import limit_per_address
 from arkor.server.deps import PlaneDep, PrincipalDep, StoreDep
 
 router = APIRouter(prefix="/v1", tags=["auth"], responses=SCOPED_ERRORS)
-
-_limiter_lock = threading.Lock()
 
 
 @router.get("/auth/cli/config", response_model=CliConfig)
@@ -93,7 +89,14 @@ def anonymous(
             "anonymous identities (it was started with --no-anonymous). Run "
             "`arkor login --oauth`.",
         )
-    _limit(request, plane.settings.mint_burst, plane.settings.mint_per_minute)
+    limit_per_address(
+        request,
+        "mint",
+        burst=plane.settings.mint_burst,
+        per_minute=plane.settings.mint_per_minute,
+        refusal="Too many sign-ins",
+        hint=", or reuse the identity you have (`arkor whoami`)",
+    )
     token = secrets.token_urlsafe(32)
     token_hash = store.hash_token(token)
     if body is not None and body.home_key is not None:
@@ -168,25 +171,6 @@ def revoke_token(db: StoreDep, principal: PrincipalDep, token_id: str) -> Respon
     if not store.revoke_token(db=db, user_id=principal.user_id, token_id=token_id):
         raise not_found(f"Token `{token_id}`")
     return Response(status_code=204)
-
-
-def _limit(request: Request, burst: int, per_minute: float) -> None:
-    """429 with ``Retry-After`` once this client address has spent its bucket."""
-    state = request.app.state
-    with _limiter_lock:
-        limiter = getattr(state, "mint_limiter", None)
-        if limiter is None:
-            limiter = state.mint_limiter = TokenBucket(burst=burst, per_second=per_minute / 60)
-    address = request.client.host if request.client is not None else "unknown"
-    wait = limiter.take(address)
-    if wait > 0:
-        after = retry_after(wait)
-        raise HTTPException(
-            429,
-            f"Too many sign-ins from {address}: at most {burst} at once and {per_minute:g} a "
-            f"minute. Retry in {after} s, or reuse the identity you have (`arkor whoami`).",
-            headers={"Retry-After": after},
-        )
 
 
 def _presented_token(request: Request) -> str | None:

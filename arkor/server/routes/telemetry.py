@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -25,13 +24,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException
 
 from arkor.cloud import WireModel
 from arkor.server._db import Database
 from arkor.server._errors import SCOPED_ERRORS, error_responses, not_found
 from arkor.server._orgs import plane_owner
-from arkor.server._ratelimit import TokenBucket, retry_after
+from arkor.server._ratelimit import limit_per_address
 from arkor.server.deps import PrincipalDep, StoreDep
 
 router = APIRouter(prefix="/v1/telemetry", tags=["telemetry"], responses=SCOPED_ERRORS)
@@ -57,7 +55,6 @@ _KEPT: dict[str, type | tuple[type, ...]] = {
     "ci": bool,
 }
 """The event properties stored (those the CLI sends); anything else is dropped."""
-_limiter_lock = threading.Lock()
 
 
 class CapturedEvent(BaseModel):
@@ -109,21 +106,13 @@ def _limit(request: Request) -> None:
 
     A dependency, so it runs before the body is read: a refused body spends the bucket too.
     """
-    state = request.app.state
-    with _limiter_lock:
-        limiter = getattr(state, "telemetry_limiter", None)
-        if limiter is None:
-            limiter = state.telemetry_limiter = TokenBucket(burst=BURST, per_second=PER_MINUTE / 60)
-    address = request.client.host if request.client is not None else "unknown"
-    wait = limiter.take(address)
-    if wait > 0:
-        after = retry_after(wait)
-        raise HTTPException(
-            429,
-            f"Too many telemetry requests from {address}: at most {BURST} at once and "
-            f"{PER_MINUTE:g} a minute. Retry in {after} s.",
-            headers={"Retry-After": after},
-        )
+    limit_per_address(
+        request,
+        "telemetry",
+        burst=BURST,
+        per_minute=PER_MINUTE,
+        refusal="Too many telemetry requests",
+    )
 
 
 _LIMITED = [Depends(_limit)]
