@@ -57,16 +57,7 @@ class InferenceWorker:
         """Close the worker's stdin (it exits on EOF) and wait; kill it if it lingers."""
         await self._client.aclose()
         process, self._process = self._process, None
-        if process is None or process.returncode is not None:
-            return
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), 10.0)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+        await stop_child(process, 10.0)
 
     async def _endpoint(self) -> str:
         async with self._lock:
@@ -134,3 +125,17 @@ def worker_error(raw: bytes) -> str:
     if isinstance(error, str):
         return error
     return raw.decode("utf-8", "replace")[:500] or "The inference worker failed."
+
+
+async def stop_child(process: asyncio.subprocess.Process | None, timeout: float) -> None:
+    """Stop a helper process that exits when its stdin closes; kill it after ``timeout`` s."""
+    if process is None or process.returncode is not None:
+        return
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        await asyncio.wait_for(process.wait(), timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()

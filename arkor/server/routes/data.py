@@ -11,7 +11,6 @@ may not, and a body over it is answered 413, so a caller sends fewer rows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from arkor.cloud import DataInspection, DataInspectRequest
 from arkor.engine._deps import LOCAL_EXTRA_HINT, MissingExtraError, require_local
 from arkor.server._errors import SCOPED_ERRORS, ApiError, error_responses
 from arkor.server._guards import REQUEST_ID_KEY
+from arkor.server._inference import stop_child
 from arkor.server._settings import Settings
 from arkor.server.deps import PlaneDep, ProjectDep
 
@@ -77,16 +77,7 @@ class Inspector:
     async def stop(self) -> None:
         """Close the helper's stdin (it exits on EOF) and wait; kill it if it lingers."""
         process, self._process = self._process, None
-        if process is None or process.returncode is not None:
-            return
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), _STOP_TIMEOUT)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+        await stop_child(process, _STOP_TIMEOUT)
 
     async def _exchange(self, line: bytes) -> dict[str, Any]:
         async with self._lock:
