@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import CoreSchema, core_schema
 
-from arkor.config import BlobDataset, HuggingfaceDataset, Lora, Trainer
+from arkor.config import BlobDataset, Eval, HuggingfaceDataset, Lora, Trainer
 
 MAX_INT = 2**63 - 1
 """The largest integer a wire field takes: what SQLite and every JSON reader can hold."""
@@ -187,6 +187,24 @@ StackVersions = Annotated[dict[Name, Name], Field(max_length=64)]
 """Package name → version, for the training stack (torch, transformers, peft, ...)."""
 
 
+class EvalSpec(StrictWireModel):
+    """``trainer.eval``: what the worker evaluates after training (and at checkpoints when asked).
+
+    ``source`` is the uploaded file of ``path`` (as a ``file`` dataset is uploaded);
+    ``held_out_sha256`` is what ``arkor build`` recorded for the held-out rows of a local
+    dataset (see :func:`arkor.evals.rows_digest`): the worker refuses rows that differ.
+    """
+
+    held_out: Annotated[float | str | None, AsConfig(Eval, "held_out")] = None
+    source: FileDatasetSource | None = None
+    rows: Annotated[int, AsConfig(Eval, "rows")] = 32
+    metrics: Annotated[list[str], AsConfig(Eval, "metrics")] = ["exact_match"]
+    max_new_tokens: Annotated[int, AsConfig(Eval, "max_new_tokens")] = 128
+    batch_size: Annotated[int, AsConfig(Eval, "batch_size")] = 8
+    at_checkpoints: Annotated[bool, AsConfig(Eval, "at_checkpoints")] = False
+    held_out_sha256: Sha256 | None = None
+
+
 class JobConfig(StrictWireModel):
     """What a control plane trains: PROTOCOL.md's ``JobConfig``, plus LoRA extras and the seed.
 
@@ -227,6 +245,8 @@ class JobConfig(StrictWireModel):
     """The model as ``arkor build`` pinned it; None: not pinned (the worker resolves it)."""
     build_stack: StackVersions | None = None
     """The training stack ``arkor build`` saw; the worker warns (or refuses) when its own differs."""
+    eval: EvalSpec | None = None
+    """Base-vs-adapter evaluation on held-out rows; None: none."""
 
 
 class JobCreate(StrictWireModel):
@@ -281,6 +301,62 @@ class TrainingCompleted(_Event):
     artifacts: list[Artifact] | None = None
 
 
+class EvalScore(WireModel):
+    """One metric on the evaluated rows: the mean over ``count`` rows, for base and adapter.
+
+    ``keys`` (``json_match``) gives the precision of each JSON key of the references.
+    A score is None when the model was not evaluated (``base`` of a run without it).
+    """
+
+    name: str
+    base: float | None = None
+    adapter: float | None = None
+    count: int = 0
+    keys: dict[str, dict[str, float | None]] | None = None
+
+
+class EvalSample(WireModel):
+    """One evaluated row: its prompt, the reference answer and both answers, with scores.
+
+    ``row`` is the row as the data holds it (custom metrics receive it); ``number`` is its
+    1-based position in its source, and ``sha256`` its hash (:func:`arkor.evals.row_sha256`).
+    ``scores`` maps a metric to ``{"base": …, "adapter": …}``.
+    """
+
+    number: int
+    sha256: str
+    prompt: list[dict[str, Any]]
+    reference: str
+    base: str | None = None
+    adapter: str
+    scores: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    row: dict[str, Any] | None = None
+
+
+class EvalCompleted(_Event):
+    """Base and adapter answered the same held-out rows; the metrics and every row's answers.
+
+    ``step`` is the training step of what was evaluated (the final adapter, or the
+    checkpoint ``checkpoint``); ``final`` marks the end-of-training eval and ``requested``
+    one re-run later by ``arkor eval``. ``error`` is set, and metrics left out, when the
+    eval could not run (the run itself still completes).
+    """
+
+    type: Literal["eval.completed"] = "eval.completed"
+    step: int | None = None
+    checkpoint: int | None = None
+    final: bool = False
+    requested: bool = False
+    rows: int = 0
+    held_out_rows: int = 0
+    held_out_sha256: str | None = None
+    metrics: list[EvalScore] = Field(default_factory=list)
+    samples: list[EvalSample] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    seconds: float | None = None
+    error: str | None = None
+
+
 class TrainingFailed(_Event):
     type: Literal["training.failed"] = "training.failed"
     error: str
@@ -296,6 +372,7 @@ JobEvent = Annotated[
     TrainingStarted
     | TrainingLog
     | CheckpointSaved
+    | EvalCompleted
     | TrainingCompleted
     | TrainingFailed
     | TrainingCancelled,

@@ -16,6 +16,7 @@ from arkor.config._load import (
     resolve_env,
 )
 from arkor.config._models import (
+    BUILTIN_METRICS,
     CALLBACK_PATTERN,
     ENV_REFERENCE_PATTERN,
     SECRET_FIELDS,
@@ -24,6 +25,7 @@ from arkor.config._models import (
     Callbacks,
     ChatFormat,
     Cloud,
+    Eval,
     FileDataset,
     HuggingfaceDataset,
     Lora,
@@ -42,6 +44,7 @@ from arkor.config._schema import (
 from arkor.config._validate import LoadedConfig, load_config, schema_issues
 
 __all__ = [
+    "BUILTIN_METRICS",
     "CALLBACK_PATTERN",
     "CONFIG_FILENAMES",
     "ENV_REFERENCE_PATTERN",
@@ -55,6 +58,7 @@ __all__ = [
     "Cloud",
     "ConfigError",
     "ConfigIssue",
+    "Eval",
     "FileDataset",
     "HuggingfaceDataset",
     "KeyPath",

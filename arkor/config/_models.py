@@ -254,6 +254,113 @@ class Callbacks(_Section):
         description="Called once when training fails, with the error.",
         examples=["my_project.callbacks:on_failed"],
     )
+    on_eval: str | None = Field(
+        default=None,
+        pattern=CALLBACK_PATTERN,
+        description=(
+            "Called on every `eval.completed` event with the base-vs-adapter metrics on the "
+            "held-out rows (after training, and at checkpoints with `eval.at_checkpoints`)."
+        ),
+        examples=["my_project.callbacks:on_eval"],
+    )
+
+
+BUILTIN_METRICS = ("exact_match", "json_valid", "json_match", "contains", "rouge_l")
+"""The metrics Arkor computes itself; anything else in ``trainer.eval.metrics`` is a dotted path."""
+BuiltinMetric = Literal["exact_match", "json_valid", "json_match", "contains", "rouge_l"]
+MetricName = Annotated[
+    BuiltinMetric | Annotated[str, Field(pattern=CALLBACK_PATTERN)],
+    Field(
+        description=(
+            "A built-in metric (`exact_match`, `json_valid`, `json_match`, `contains`, "
+            "`rouge_l`) or a custom one by dotted path, `package.module:function`, called "
+            "as `function(prediction, reference, row)` and returning a float in [0, 1] or a "
+            "dict of them."
+        ),
+        examples=["json_match", "rouge_l", "my_project.metrics:f1"],
+    ),
+]
+
+
+class Eval(_Section):
+    """Evaluation of the adapter against its base model on held-out rows.
+
+    Both answer the same held-out prompts with the same greedy settings; each metric
+    compares their answers with the rows' own answers. The held-out rows are never
+    trained on.
+    """
+
+    model_config = ConfigDict(title="Evaluation")
+
+    held_out: Annotated[float, Field(gt=0, lt=1)] | Annotated[str, Field(min_length=1)] | None = (
+        Field(
+            default=None,
+            description=(
+                "The rows to evaluate on: a fraction of the training data held out from training "
+                '(e.g. `0.1`), or the name of a split of a HuggingFace dataset (e.g. `"test"`). '
+                "Unset: the rows `trainer.dataset_split` holds out, else a 0.1 fraction. Leave it "
+                "unset when `path` names a file."
+            ),
+            examples=[0.1, 0.2, "test"],
+        )
+    )
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "A file of held-out rows in the training data's format (`.jsonl`, `.json`, `.csv`, "
+            "`.parquet`), relative to the config file. Then no training row is held out."
+        ),
+        examples=["data/eval.jsonl"],
+    )
+    rows: int = Field(
+        default=32,
+        ge=1,
+        le=1000,
+        description=(
+            "Evaluate on at most this many held-out rows (a seeded sample when there are "
+            "more). Fewer than 20 rows give metrics too coarse to trust, and the output says so."
+        ),
+        examples=[32, 100],
+    )
+    metrics: list[MetricName] = Field(
+        default=["exact_match"],
+        min_length=1,
+        max_length=32,
+        description=(
+            "What to measure, on the base model and on the adapter: `exact_match` (answer equals "
+            "the reference, whitespace trimmed), `json_valid` (answer parses as JSON), "
+            "`json_match` (fields of a JSON answer that equal the reference's, with a precision "
+            "per key), `contains` (answer contains the reference), `rouge_l` (longest common "
+            "word subsequence, F-measure), or `package.module:function` for your own."
+        ),
+        examples=[
+            ["json_valid", "json_match"],
+            ["rouge_l"],
+            ["exact_match", "my_project.metrics:f1"],
+        ],
+    )
+    max_new_tokens: int = Field(
+        default=128,
+        ge=1,
+        le=4096,
+        description="The longest answer generated per row, in tokens. Answers are greedy (temperature 0).",
+        examples=[64, 128, 512],
+    )
+    batch_size: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Rows generated together in one batch.",
+        examples=[8, 16],
+    )
+    at_checkpoints: bool = Field(
+        default=False,
+        description=(
+            "Also evaluate each checkpoint as it is saved (the base once). It holds a second "
+            "copy of the base model in memory while training."
+        ),
+    )
 
 
 SchedulerName = Literal[
@@ -407,6 +514,13 @@ class Trainer(_Section):
             "Refuse to train when the worker's torch, transformers, peft, accelerate or datasets "
             "version differs from the one `arkor build` recorded in the manifest. Off: the "
             "difference is a warning in the run's events."
+        ),
+    )
+    eval: Eval | None = Field(
+        default=None,
+        description=(
+            "Evaluate the adapter against its base model on held-out rows after training: "
+            "`arkor start` ends with a table of metric, base, adapter and change."
         ),
     )
     callbacks: Callbacks = Field(

@@ -37,7 +37,7 @@ DRAFT_07_KEYWORDS = {
     "$schema", "$id", "title", "description", "type", "properties", "additionalProperties",
     "required", "enum", "const", "default", "examples", "items", "oneOf", "anyOf",
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
-    "pattern",
+    "pattern", "minItems", "maxItems",
 }  # fmt: skip
 
 
