@@ -62,7 +62,7 @@ def _row(name: str, base: float | None, adapter: float | None, count: int) -> Ta
 
 def _figure(value: float | None, count: int, few: bool) -> str:
     if value is None:
-        return "–"
+        return "-"
     right = value * count
     if few and abs(right - round(right)) < 1e-9:
         return f"{round(right)}/{count}"
@@ -71,6 +71,6 @@ def _figure(value: float | None, count: int, few: bool) -> str:
 
 def _change(base: float | None, adapter: float | None, few: bool) -> str:
     if base is None or adapter is None:
-        return "–"
+        return "-"
     points = (adapter - base) * 100
     return f"{points:+.1f} pts" + (" (few rows)" if few else "")
