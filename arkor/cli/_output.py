@@ -88,3 +88,33 @@ def human_size(size: int) -> str:
         if value < 1000:
             return f"{value:.1f} {unit}"
     return f"{value / 1000:.1f} TB"
+
+
+def eval_table_lines(event: Any) -> list[str]:
+    """An ``eval.completed`` event as the aligned table every command prints.
+
+    A heading (what was evaluated, on how many held-out rows), then metric / base /
+    adapter / change, then the event's warnings.
+    """
+    from arkor.evals import table_rows
+
+    what = f"checkpoint {event.checkpoint}" if event.checkpoint is not None else "adapter"
+    step = f" at step {event.step}" if event.step is not None else ""
+    heading = (
+        f"Eval of the {what}{step} on {event.rows} held-out row{'s' if event.rows != 1 else ''}"
+    )
+    if event.error:
+        return [f"{heading}: failed. {event.error}"]
+    rows = table_rows(event)
+    header = ("metric", "base", "adapter", "change")
+    cells = [header, *((row.metric, row.base, row.adapter, row.change) for row in rows)]
+    widths = [max(len(line[column]) for line in cells) for column in range(4)]
+    lines = [f"{heading}:"]
+    for position, line in enumerate(cells):
+        text = "  ".join(
+            cell.ljust(width) if column == 0 else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(line, widths, strict=True))
+        )
+        lines.append("  " + (style(text, "bold") if position == 0 else text).rstrip())
+    lines.extend(f"  note: {warning}" for warning in event.warnings)
+    return lines
