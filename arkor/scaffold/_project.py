@@ -40,6 +40,10 @@ class Template:
     hf_dataset: str
     max_steps: int
     save_steps: int
+    learning_rate: str
+    lora_alpha: int
+    eval_metrics: tuple[str, ...]
+    eval_max_new_tokens: int
     sample_prompt: str
     folder: Path
 
@@ -116,6 +120,10 @@ def scaffold(
         "hf_dataset": template.hf_dataset,
         "max_steps": str(template.max_steps),
         "save_steps": str(template.save_steps),
+        "learning_rate": template.learning_rate,
+        "lora_alpha": str(template.lora_alpha),
+        "eval_metrics": "[" + ", ".join(f'"{metric}"' for metric in template.eval_metrics) + "]",
+        "eval_max_new_tokens": str(template.eval_max_new_tokens),
         "sample_prompt": repr(template.sample_prompt),
         "schema_url": _schema_reference(),
     }
@@ -160,6 +168,10 @@ def _read_template(folder: Path) -> Template:
         hf_dataset=meta["hf_dataset"],
         max_steps=int(meta["max_steps"]),
         save_steps=int(meta["save_steps"]),
+        learning_rate=str(meta["learning_rate"]),
+        lora_alpha=int(meta["lora_alpha"]),
+        eval_metrics=tuple(meta["eval_metrics"]),
+        eval_max_new_tokens=int(meta["eval_max_new_tokens"]),
         sample_prompt=meta["sample_prompt"],
         folder=folder,
     )
