@@ -160,7 +160,7 @@ def few_rows_warning(rows: int) -> str | None:
     step = 100 / rows if rows else 100
     return (
         f"Only {rows} held-out row{'s' if rows != 1 else ''} evaluated: one row moves a metric "
-        f"by {step:.0f} points, so treat these figures as a rough sign. Hold out more rows "
+        f"by {step:.3g} points, so treat these figures as a rough sign. Hold out more rows "
         f"(trainer.eval.held_out, or a file in trainer.eval.path) for at least {MIN_TRUSTED_ROWS}."
     )
 
