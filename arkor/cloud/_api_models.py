@@ -23,6 +23,7 @@ from arkor.cloud._models import (
     Artifact,
     AsConfig,
     DatasetFormat,
+    EvalCompleted,
     JobConfig,
     JobEvent,
     ModelPin,
@@ -32,7 +33,7 @@ from arkor.cloud._models import (
     WireInt,
     WireModel,
 )
-from arkor.config import Lora, Trainer
+from arkor.config import Eval, Lora, Trainer
 
 
 class ChatMessage(WireModel):
@@ -395,6 +396,46 @@ class UploadEnvelope(WireModel):
 
 class ArtifactList(WireModel):
     artifacts: list[Artifact]
+
+
+# --- on-demand evaluation: ``POST /v1/jobs/{id}/evals`` answers NDJSON lines -------------
+
+
+class EvalRequest(StrictWireModel):
+    """The body of ``POST /v1/jobs/{id}/evals``: run a finished job's eval again.
+
+    ``checkpoint`` evaluates the adapter of that checkpoint (a step) instead of the final
+    one; ``rows`` evaluates that many held-out rows instead of the job's ``eval.rows``.
+    """
+
+    checkpoint: WireInt | None = Field(default=None, ge=0)
+    rows: Annotated[int | None, AsConfig(Eval, "rows")] = None
+
+
+class EvalProgress(WireModel):
+    """A line of the answer: ``done`` of ``total`` generations are finished."""
+
+    type: Literal["progress"] = "progress"
+    done: int
+    total: int
+
+
+class EvalResult(WireModel):
+    """The last line of a successful answer: the event, as stored with the job."""
+
+    type: Literal["event"] = "event"
+    event: EvalCompleted
+
+
+class EvalFailure(WireModel):
+    """The last line of an answer whose eval could not run."""
+
+    type: Literal["error"] = "error"
+    message: str
+
+
+EvalLine = Annotated[EvalProgress | EvalResult | EvalFailure, Field(discriminator="type")]
+"""One line of ``POST /v1/jobs/{id}/evals``'s ``application/x-ndjson`` answer."""
 
 
 # --- the worker protocol: a plane's internal routes, called with a job-scoped token -------

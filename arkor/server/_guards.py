@@ -7,7 +7,7 @@
 - :class:`HostGuard` answers only to the names the plane is reached by, so a web page
   whose domain was rebound to 127.0.0.1 (DNS rebinding) cannot use a local plane.
 - :class:`BodyLimit` caps request bodies: JSON bodies at ``max_body_bytes``, uploads
-  (streamed to disk) at ``max_upload_bytes``.
+  (streamed to disk) at ``max_upload_bytes``, a worker's events at ``max_event_bytes``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import secrets
 from collections.abc import Iterable
 
@@ -31,6 +32,7 @@ REQUEST_ID_KEY = "arkor.request_id"
 LOOPBACK_NAMES = ("localhost", "*.localhost", "127.0.0.1", "[::1]")
 """The names a plane always answers to (any port)."""
 _UPLOAD_PATH = "/v1/uploads"
+_WORKER_EVENTS = re.compile(r"^/v1/internal/jobs/[^/]+/events/?$")
 
 
 def _json_response(status: int, body: dict[str, object]) -> tuple[Message, Message]:
@@ -218,13 +220,17 @@ class BodyLimit:
         self.app = app
         self.body_limit = settings.max_body_bytes
         self.upload_limit = settings.max_upload_bytes
+        self.event_limit = settings.max_event_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] == "POST" and scope["path"].rstrip("/") == _UPLOAD_PATH:
+        path = scope["path"]
+        if scope["method"] == "POST" and path.rstrip("/") == _UPLOAD_PATH:
             limit, setting = self.upload_limit, "ARKOR_MAX_UPLOAD_BYTES"
+        elif scope["method"] == "POST" and _WORKER_EVENTS.match(path):
+            limit, setting = self.event_limit, "ARKOR_MAX_EVENT_BYTES"
         else:
             limit, setting = self.body_limit, "ARKOR_MAX_BODY_BYTES"
         declared = next((value for key, value in scope["headers"] if key == b"content-length"), b"")

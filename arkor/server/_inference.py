@@ -39,12 +39,13 @@ class InferenceWorker:
         self._lock = asyncio.Lock()
         self._client = httpx.AsyncClient(timeout=_TIMEOUT)
 
-    async def send(self, payload: dict[str, object]) -> httpx.Response:
-        """POST a generation request; the response is open for streaming and must be closed."""
+    async def send(self, payload: dict[str, object], route: str = "/v1/chat") -> httpx.Response:
+        """POST a request (a generation, or ``/v1/eval``); the response is open for streaming
+        and must be closed."""
         url = await self._endpoint()
         request = self._client.build_request(
             "POST",
-            f"{url}/v1/chat",
+            f"{url}{route}",
             json=payload,
             headers={"Authorization": f"Bearer {self._secret}"},
         )

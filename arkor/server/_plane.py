@@ -26,3 +26,5 @@ class Plane:
     """Deployments this plane has answered for: the next request of any other is a cold start."""
     oidc: TokenVerifier | None = None
     """Checks the OpenID provider's access tokens, when the plane has one."""
+    running_evals: set[str] = field(default_factory=set)
+    """Jobs with an on-demand eval under way on this plane (one at a time per job)."""

@@ -56,6 +56,10 @@ class Settings:
     """The largest request body but an upload (``ARKOR_MAX_BODY_BYTES``); larger: 413."""
     max_upload_bytes: int = 10 << 30
     """The largest dataset upload, streamed to disk (``ARKOR_MAX_UPLOAD_BYTES``); larger: 413."""
+    max_event_bytes: int = 64 << 20
+    """The largest event a job's worker may post (``ARKOR_MAX_EVENT_BYTES``); larger: 413.
+    An ``eval.completed`` event carries every evaluated row with its prompt and both
+    answers: 1000 rows of long answers (4096 tokens each) reach tens of MiB."""
     allowed_hosts: tuple[str, ...] = ()
     """Host names a plane bound to a non-loopback address answers to, besides IP addresses
     and loopback names (``ARKOR_ALLOWED_HOSTS``, comma-separated; ``*.example.com`` allowed).
@@ -126,7 +130,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ``ARKOR_DEPRECATED_BELOW``, ``ARKOR_SUNSET``, ``ARKOR_SSE_PING_SECONDS``,
     ``ARKOR_LEASE_TTL_SECONDS``, ``ARKOR_CANCEL_GRACE_SECONDS``, ``ARKOR_WORKER_COMMAND``
     and ``ARKOR_INFERENCE_COMMAND`` (shell words; a wrapper such as another interpreter),
-    ``ARKOR_MAX_BODY_BYTES``, ``ARKOR_MAX_UPLOAD_BYTES``, ``ARKOR_ALLOWED_HOSTS``,
+    ``ARKOR_MAX_BODY_BYTES``, ``ARKOR_MAX_UPLOAD_BYTES``, ``ARKOR_MAX_EVENT_BYTES``,
+    ``ARKOR_ALLOWED_HOSTS``,
     ``ARKOR_OIDC_ISSUER``, ``ARKOR_OIDC_CLIENT_ID``, ``ARKOR_OIDC_AUDIENCE``,
     ``ARKOR_OIDC_GROUPS_CLAIM``, ``ARKOR_OIDC_LEEWAY_SECONDS``,
     ``ARKOR_OIDC_JWKS_REFETCH_SECONDS`` and ``ARKOR_NO_ANONYMOUS``.
@@ -152,6 +157,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for name, key in (
         ("ARKOR_MAX_BODY_BYTES", "max_body_bytes"),
         ("ARKOR_MAX_UPLOAD_BYTES", "max_upload_bytes"),
+        ("ARKOR_MAX_EVENT_BYTES", "max_event_bytes"),
     ):
         if value := env.get(name):
             overrides[key] = _number(int, name, value, minimum=1)

@@ -572,6 +572,25 @@ def append_event(
     return EventAck(event_id, cancel, stored)
 
 
+def append_requested_eval(*, db: Database, job_id: str, data: dict[str, Any]) -> EventAck | None:
+    """Store an ``eval.completed`` someone asked for (``arkor eval``), after the job ended.
+
+    Unlike a worker's events it is taken from a finished job: the job's status, its end
+    and its worker's numbering stay as they are. None when the job is gone.
+    """
+    if data.get("type") != "eval.completed":
+        raise ValueError(f"only an eval.completed event is stored after a job ends, not {data}")
+    with db.transaction() as connection:
+        job = _job_where(connection, "id = ?", (job_id,))
+        if job is None:
+            return None
+        event_id = _append(connection, job, "eval.completed", data)
+        (stored,) = connection.execute(
+            "SELECT frame FROM events WHERE job_id = ? AND id = ?", (job_id, event_id)
+        ).fetchone()
+    return EventAck(event_id, job.cancel_requested, stored)
+
+
 def fail_job(*, db: Database, job_id: str, error: str) -> bool:
     """End an unfinished job as failed with ``error``; False when it had already ended."""
     with db.transaction() as connection:
@@ -619,11 +638,17 @@ def frames_after(*, db: Database, job_id: str, after: int, limit: int) -> FrameB
     return FrameBatch("".join([row[0] for row in rows]), last_id, last_type in TERMINAL_EVENT_TYPES)
 
 
-def event_data(*, db: Database, job_id: str) -> list[str]:
-    """The JSON of every event of ``job_id``, oldest first."""
-    rows = db.connection().execute(
-        "SELECT frame FROM events WHERE job_id = ? ORDER BY id", (job_id,)
-    )
+def event_data(*, db: Database, job_id: str, event_type: str | None = None) -> list[str]:
+    """The JSON of every event of ``job_id`` (of ``event_type`` only, when given), oldest first."""
+    if event_type is None:
+        rows = db.connection().execute(
+            "SELECT frame FROM events WHERE job_id = ? ORDER BY id", (job_id,)
+        )
+    else:
+        rows = db.connection().execute(
+            "SELECT frame FROM events WHERE job_id = ? AND type = ? ORDER BY id",
+            (job_id, event_type),
+        )
     return [frame_data(row[0]) for row in rows]
 
 

@@ -2,6 +2,7 @@
 
 ``GET  /v1/internal/jobs/{id}``            the job and whether it is already cancelled
 ``GET  /v1/internal/jobs/{id}/dataset``    the uploaded file of a ``file`` dataset
+                                           (``?role=eval``: the uploaded eval file)
 ``POST /v1/internal/jobs/{id}/events``     one event (``X-Event-Seq`` numbers retries)
 ``POST /v1/internal/jobs/{id}/heartbeat``  "still alive"; the answer says whether to stop
 
@@ -11,9 +12,9 @@ Every answer carries ``cancelRequested``, so a worker learns of a cancel within 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Request
+from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import FileResponse
 
 from arkor.cloud import TERMINAL_EVENT_TYPES, FileDatasetSource, JobConfig, JobEvent
@@ -39,10 +40,24 @@ def worker_job(plane: PlaneDep, job: JobTokenDep) -> WorkerJob:
 
 
 @router.get("/{job_id}/dataset", response_class=FileResponse)
-def worker_dataset(plane: PlaneDep, job: JobTokenDep) -> FileResponse:
-    source = JobConfig.model_validate_json(job.config).dataset_source
-    if not isinstance(source, FileDatasetSource) or source.upload_id is None:
-        raise ApiError(409, f"Job `{job.id}` has no uploaded dataset.")
+def worker_dataset(
+    plane: PlaneDep,
+    job: JobTokenDep,
+    role: Annotated[
+        Literal["train", "eval"],
+        Query(description="`eval`: the uploaded file of `trainer.eval.path` instead."),
+    ] = "train",
+) -> FileResponse:
+    config = JobConfig.model_validate_json(job.config)
+    if role == "eval":
+        source = config.eval.source if config.eval is not None else None
+        if source is None or source.upload_id is None:
+            raise ApiError(409, f"Job `{job.id}` has no uploaded eval file.")
+    else:
+        dataset = config.dataset_source
+        source = dataset if isinstance(dataset, FileDatasetSource) else None
+        if source is None or source.upload_id is None:
+            raise ApiError(409, f"Job `{job.id}` has no uploaded dataset.")
     upload = store.find_upload(db=plane.db, project_id=job.project_id, upload_id=source.upload_id)
     path = plane.settings.uploads_dir / upload.sha256 if upload else None
     if upload is None or path is None or not path.is_file():

@@ -17,6 +17,7 @@ from arkor.cloud import (
 )
 from arkor.server import _store as store
 from arkor.server._errors import SCOPED_ERRORS, ApiError, error_responses
+from arkor.server._plane import Plane
 from arkor.server.deps import JobDep, PlaneDep, ProjectDep, StoreDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=SCOPED_ERRORS)
@@ -43,11 +44,16 @@ def create_job(
                 422,
                 "A `file` dataset needs an `uploadId`: upload the file with POST /v1/uploads first.",
             )
-        if (
-            store.find_upload(db=plane.db, project_id=project.id, upload_id=source.upload_id)
-            is None
-        ):
-            raise ApiError(422, f"Upload `{source.upload_id}` is not in this project.")
+        _check_upload(plane, project, source.upload_id)
+    held_out = body.config.eval.source if body.config.eval is not None else None
+    if held_out is not None:
+        if held_out.upload_id is None:
+            raise ApiError(
+                422,
+                "An eval file (`eval.source`) needs an `uploadId`: upload the file with "
+                "POST /v1/uploads first.",
+            )
+        _check_upload(plane, project, held_out.upload_id)
     try:
         job, replayed = store.create_job(
             db=plane.db,
@@ -69,6 +75,11 @@ def create_job(
     else:
         plane.supervisor.wake()
     return JobEnvelope(job=job.to_wire())
+
+
+def _check_upload(plane: Plane, project: store.ProjectRow, upload_id: str) -> None:
+    if store.find_upload(db=plane.db, project_id=project.id, upload_id=upload_id) is None:
+        raise ApiError(422, f"Upload `{upload_id}` is not in this project.")
 
 
 @router.get("", response_model=JobList, response_model_exclude_none=True)
