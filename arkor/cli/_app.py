@@ -10,6 +10,7 @@ from arkor.cli import (
     deploy,
     dev,
     endpoints,
+    eval,
     export,
     init,
     jobs,
@@ -48,6 +49,7 @@ app.command("init")(init.init)
 app.command("validate")(validate.validate)
 app.command("build")(build.build)
 app.command("start")(start.start)
+app.command("eval")(eval.eval_job)
 app.command("export")(export.export)
 app.command("chat")(chat.chat)
 app.command("deploy")(deploy.deploy)

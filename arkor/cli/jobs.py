@@ -19,7 +19,7 @@ from arkor.cli._options import JsonOption
 from arkor.cli._output import human_size
 
 if TYPE_CHECKING:
-    from arkor.cloud import Artifact, JobEnvelope, JobEvent
+    from arkor.cloud import Artifact, EvalCompleted, JobEnvelope, JobEvent, TrainingJob
     from arkor.sdk import Session
 
 app = typer.Typer(
@@ -68,7 +68,8 @@ def show(job_id: JobIdArgument, json_output: JsonOption = False) -> int:
 
     "trained with" is what the worker reported when training began: the model's commit or
     digest, the data's, and the torch / transformers / peft / accelerate / datasets versions.
-    Then the final metrics, the checkpoints (by step) and every artifact with its size.
+    Then the final metrics, the checkpoints (by step), every artifact with its size, and
+    the newest eval of the adapter against its base (--json: every eval, rows included).
     """
     from arkor.cli._output import echo, print_json
 
@@ -82,6 +83,7 @@ def show(job_id: JobIdArgument, json_output: JsonOption = False) -> int:
     trained_with = _trained_with(envelope.events or [])
     metrics = final_metrics(envelope.events or [])
     checkpoints = checkpoint_steps(artifacts)
+    evals = job_evals(job, envelope.events or [])
     if json_output:
         print_json(
             {
@@ -90,6 +92,7 @@ def show(job_id: JobIdArgument, json_output: JsonOption = False) -> int:
                 "metrics": metrics,
                 "checkpoints": checkpoints,
                 "artifacts": [{"path": item.path, "size": item.size} for item in artifacts],
+                "evals": [event.to_wire() for event in evals],
             }
         )
         return 0
@@ -108,7 +111,26 @@ def show(job_id: JobIdArgument, json_output: JsonOption = False) -> int:
     if trained_with is not None:
         _show_trained_with(trained_with)
     _show_results(metrics, checkpoints, artifacts)
+    shown = [event for event in evals if event.final or event.requested]
+    if shown:
+        from arkor.cli._output import eval_table_lines
+
+        for line in eval_table_lines(shown[-1]):
+            echo(f"  {line}")
     return 0
+
+
+def job_evals(job: TrainingJob, events: list[JobEvent]) -> list[EvalCompleted]:
+    """The job's ``eval.completed`` events in order, with the custom metrics its config names
+    added when this folder's build manifest provides them."""
+    evals = [event for event in events if event.type == "eval.completed"]
+    if not evals:
+        return []
+    from arkor.cli.eval import custom_metrics
+    from arkor.evals import with_custom_metrics
+
+    custom = custom_metrics(job, quiet=True)
+    return [with_custom_metrics(event, custom) for event in evals]
 
 
 def final_metrics(events: list[JobEvent]) -> dict[str, Any] | None:
@@ -318,13 +340,14 @@ def source_folder(checkpoint: int | None) -> str:
     return "adapter" if checkpoint is None else f"checkpoints/checkpoint-{checkpoint}"
 
 
-def find_job(session: Session, job_id: str) -> JobEnvelope:
-    """The job with its events; an id the project doesn't have is a usage error."""
+def find_job(session: Session, job_id: str, *, events: bool = True) -> JobEnvelope:
+    """The job (with its events unless ``events`` is False); an id the project doesn't have
+    is a usage error."""
     from arkor.cloud import NotFoundError
     from arkor.errors import UsageError
 
     try:
-        return session.client.get_job(session.scope, job_id)
+        return session.client.get_job(session.scope, job_id, include_events=events)
     except NotFoundError:
         raise UsageError(
             f"The project `{session.scope.project_slug}` has no job `{job_id}` on the "

@@ -18,7 +18,7 @@ from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from arkor._fs import atomic_write_chunks, sha256_bytes
 from arkor._version import __version__
@@ -29,6 +29,10 @@ from arkor.cloud._api_models import (
     CliConfig,
     DataInspection,
     DataInspectRequest,
+    EvalLine,
+    EvalProgress,
+    EvalRequest,
+    EvalResult,
     InferenceRequest,
     InvitationCreate,
     InvitationEnvelope,
@@ -68,7 +72,7 @@ from arkor.cloud._errors import (
     PlaneUnreachableError,
     error_for_status,
 )
-from arkor.cloud._models import Artifact, JobCreate
+from arkor.cloud._models import Artifact, EvalCompleted, JobCreate
 from arkor.cloud._sse import backoff_delay
 from arkor.cloud._state import ProjectScope
 
@@ -77,6 +81,9 @@ CLIENT_ID = f"arkor-python/{__version__}"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _INFERENCE_TIMEOUT = 600.0
 """Seconds to wait for an answer (or its next chunk): the first one may load a model."""
+_EVAL_TIMEOUT = 1800.0
+"""Seconds to wait for an eval's next line: one batch of long answers on a CPU is slow."""
+_EVAL_LINE = TypeAdapter[EvalLine](EvalLine)
 _RETRIED_STATUSES = frozenset({502, 503, 504})
 _WARNING_TEXT = re.compile(r'^\s*\d{3}\s+\S+\s+"((?:[^"\\]|\\.)*)"')
 
@@ -327,6 +334,63 @@ class CloudApiClient:
     def cancel_job(self, scope: ProjectScope, job_id: str) -> None:
         """Ask the plane to cancel; :class:`~arkor.cloud.ConflictError` if already over."""
         self._call("POST", f"{_job_path(job_id)}/cancel", params=_scope(scope), retry=False)
+
+    def evaluate(
+        self,
+        scope: ProjectScope,
+        job_id: str,
+        *,
+        checkpoint: int | None = None,
+        rows: int | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> EvalCompleted:
+        """Run a completed job's eval again: its base and its final adapter (or checkpoint
+        ``checkpoint``) answer its held-out rows (``rows`` of them, else the job's
+        ``eval.rows``).
+
+        ``on_progress(done, total)`` hears each finished batch. Returns the event the plane
+        stored with the job. A job without an eval, not completed or with an eval already
+        running raises :class:`~arkor.cloud.ConflictError`; an unknown checkpoint
+        :class:`~arkor.cloud.NotFoundError`; an eval that fails on the plane ``ArkorError``.
+        """
+        from arkor.errors import ArkorError
+
+        path = f"{_job_path(job_id)}/evals"
+        body = EvalRequest(checkpoint=checkpoint, rows=rows).to_wire()
+        with self._stream(
+            "POST",
+            path,
+            params=_scope(scope),
+            json=body,
+            headers={"Accept": "application/x-ndjson"},
+            timeout=_EVAL_TIMEOUT,
+            retry=False,
+        ) as response:
+            for line in response.iter_lines():
+                if not line.strip():
+                    continue
+                try:
+                    message = _EVAL_LINE.validate_json(line)
+                except ValidationError as error:
+                    raise CloudApiError(
+                        response.status_code,
+                        f"The plane's answer to POST {path} does not match the Arkor protocol "
+                        f"({error.errors()[0]['msg']})",
+                        line,
+                    ) from error
+                if isinstance(message, EvalProgress):
+                    if on_progress is not None:
+                        on_progress(message.done, message.total)
+                elif isinstance(message, EvalResult):
+                    return message.event
+                else:
+                    raise ArkorError(
+                        f"The eval of job {job_id} failed on the plane at {self.base_url}: "
+                        f"{message.message}"
+                    )
+        raise PlaneUnreachableError(
+            self.base_url, f"the answer to POST {path} ended before the eval's result"
+        )
 
     @contextmanager
     def stream_events(

@@ -4,7 +4,8 @@ The job's name says what it does: ``eval:<rows>`` posts ``training.started`` (wi
 ``dataset?role=eval`` answered: the status, and the uploaded eval file's sha256 or the
 error), writes the files a real run leaves (``eval/held-out.jsonl``, ``adapter/`` and
 ``checkpoints/checkpoint-2/``, each folder with only its ``adapter_config.json``), posts a
-final ``eval.completed`` of ``<rows>`` samples with long texts, and completes at step 4;
+final ``eval.completed`` of ``<rows>`` samples with long texts when the job has an eval
+block, and completes at step 4;
 ``eval-then-wait`` posts an ``eval.completed``, then heartbeats until it is cancelled.
 """
 
@@ -98,7 +99,8 @@ def main() -> int:
     action, _, argument = job.name.partition(":")
     if action == "eval":
         write_outputs(Path(args.artifacts))
-        plane.post_event(eval_event(job.id, int(argument)))
+        if job.config.eval is not None:
+            plane.post_event(eval_event(job.id, int(argument)))
         plane.post_event(TrainingCompleted(job_id=job.id, metrics={"step": 4}))
         return 0
     plane.post_event(eval_event(job.id, 3))
