@@ -7,6 +7,8 @@ support), so asking another checkpoint of the same base costs an adapter load, n
 base load. Tokens come from a plain decode loop over the KV cache rather than
 ``generate()``: streaming then needs no thread, closing a stream stops generation at
 once, and a seeded request samples from its own RNG instead of torch's global one.
+Evaluation is the exception: many greedy answers at once, where ``generate()`` over
+left-padded batches is several times faster per row and nothing streams.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ _AdapterSignature = tuple[tuple[str, int, int, int], ...]
 
 class InferenceError(ArkorError):
     """A request cannot be answered as asked; the message says why and what to change."""
+
+
+class GenerationStopped(ArkorError):
+    """:meth:`InferenceEngine.generate_batch` was asked to stop before it finished."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,56 @@ class InferenceEngine:
         """
         job = self._prepare(request)
         return self._chunks(job, model_name or request.base_model)
+
+    def generate_batch(
+        self,
+        base_model: str,
+        base_revision: str | None,
+        adapter_path: Path | None,
+        prompts: Sequence[list[dict[str, Any]]],
+        *,
+        max_new_tokens: int,
+        batch_size: int,
+        progress: Callable[[int, int], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[str]:
+        """Greedy answers to many chats, ``batch_size`` at a time; in the order of ``prompts``.
+
+        Each answer is what :meth:`complete` gives at temperature 0 (decoded the same way),
+        but rows of similar length share one ``generate`` call, left-padded, which is
+        several times faster per row on a CPU. The base is held one batch at a time, so
+        chat requests interleave with a long evaluation. ``progress(done, total)`` follows
+        each batch; a set ``stop`` ends the work between batches with
+        :class:`GenerationStopped`. ``adapter_path`` None answers with the bare base.
+        """
+        if max_new_tokens < 1 or batch_size < 1:
+            raise InferenceError("max_new_tokens and batch_size must be at least 1.")
+        base = self._base(base_model, base_revision)
+        adapter = adapter_path.resolve() if adapter_path else None
+        with base.lock:
+            encoded = [base.encode(messages) for messages in prompts]
+            if adapter is not None:
+                self._use_adapter(base, adapter)
+        budgets = [base.budget(len(ids), max_new_tokens) for ids in encoded]
+        # similar lengths share a batch, so little of it is padding
+        order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]))
+        answers: list[str] = [""] * len(encoded)
+        for start in range(0, len(order), batch_size):
+            if stop is not None and stop.is_set():
+                raise GenerationStopped("Generation was stopped.")
+            chosen = order[start : start + batch_size]
+            with base.lock:
+                name = self._use_adapter(base, adapter) if adapter else None
+                with base.adapter_scope(name):
+                    outputs = base.generate_greedy(
+                        [encoded[index] for index in chosen],
+                        min(budgets[index] for index in chosen),
+                    )
+            for index, ids in zip(chosen, outputs, strict=True):
+                answers[index] = base.decode(ids[: budgets[index]])
+            if progress is not None:
+                progress(min(start + batch_size, len(order)), len(order))
+        return answers
 
     def _chunks(self, job: _Job, model: str) -> Iterator[ChatCompletionChunk]:
         ident, created = _completion_id(), int(time.time())
@@ -334,6 +390,9 @@ class _Base:
         # a plain Lock, not an RLock: a web server may resume a stream on another thread
         self.lock = threading.Lock()
         self.stop_ids = _stop_ids(self.tokenizer, self.model)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id: int = pad if isinstance(pad, int) else min(self.stop_ids, default=0)
+        """What batched generation left-pads with: masked out, so any id does."""
         self.context: int | None = getattr(self.model.config, "max_position_embeddings", None)
         accepted = inspect.signature(self.model.forward).parameters
         # only the last position's logits are needed: skips a prompt-length × vocab matrix
@@ -476,6 +535,41 @@ class _Base:
             if token in self.stop_ids:
                 return
             inputs = torch.tensor([[token]], device=self.device)
+
+    def generate_greedy(self, prompts: list[list[int]], budget: int) -> list[list[int]]:
+        """Each prompt's greedy new ids up to ``budget``, stop id excluded, in one batch.
+
+        Prompts are left-padded so every row's next token sits in the last column;
+        ``generate`` derives positions from the attention mask, so padding changes nothing
+        but the work.
+        """
+        import torch
+        from transformers import GenerationConfig
+
+        model = self.peft if self.peft is not None else self.model
+        width = max(len(ids) for ids in prompts)
+        pad = self.pad_id
+        inputs = torch.tensor(
+            [[pad] * (width - len(ids)) + ids for ids in prompts], device=self.device
+        )
+        mask = torch.tensor(
+            [[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device
+        )
+        config = GenerationConfig(  # type: ignore[no-untyped-call]
+            do_sample=False,
+            max_new_tokens=budget,
+            eos_token_id=sorted(self.stop_ids),
+            pad_token_id=pad,
+        )
+        with torch.inference_mode():
+            output = model.generate(  # type: ignore[operator]  # peft forwards it
+                input_ids=inputs, attention_mask=mask, generation_config=config
+            )
+        rows: list[list[int]] = []
+        for generated in cast("torch.Tensor", output)[:, width:].tolist():
+            end = next((at for at, token in enumerate(generated) if token in self.stop_ids), None)
+            rows.append(generated[:end])
+        return rows
 
 
 class _Constraint:
