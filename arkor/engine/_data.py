@@ -14,9 +14,8 @@ the spans onto tokens, so no template-specific markers are needed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import math
-import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +40,10 @@ from arkor.cloud import (
     HuggingfaceDatasetSource,
     JobConfig,
 )
+from arkor.engine._eval import HeldOutRow
 from arkor.engine._models import require_chat_template
 from arkor.errors import ArkorError
+from arkor.evals import RowError, hold_out, row_sha256, rows_digest, split_row
 
 if TYPE_CHECKING:
     import datasets  # type: ignore[import-untyped]
@@ -55,6 +56,8 @@ DEFAULT_MAX_LENGTH = 1024
 DEFAULT_SEED = 42
 DRY_RUN_TRAIN_ROWS = 32
 DRY_RUN_EVAL_ROWS = 8
+DEFAULT_HELD_OUT = 0.1
+"""The fraction of rows an eval block without held_out or path holds out."""
 _BATCH_ROWS = 512
 _DOWNLOAD_TIMEOUT_S = 60.0
 _CONTENT_TYPES = {
@@ -98,6 +101,24 @@ class PreparedData:
     pin: dict[str, str] = field(default_factory=dict)
     """What the rows were read from: ``{"revision": ...}`` for a Hub dataset, ``{"sha256": ...}``
     for a file or URL (plus ``etag`` when the server sent one); empty when unknown."""
+    held_out: HeldOut | None = None
+    """The rows the base-vs-adapter evaluation asks (``trainer.eval``); None without one."""
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The rows kept out of training for the evaluation, and what became of them."""
+
+    items: list[HeldOutRow]
+    """The rows that can be asked (they end with an answer), in source order."""
+    rows: int
+    """Every held-out row, asked or not."""
+    digest: str
+    """:func:`arkor.evals.rows_digest` of every held-out row's hash."""
+    skipped: int
+    """Held-out rows with no answer to compare with (no assistant turn): not asked."""
+    duplicates: int
+    """Training rows left out because a held-out row is the same row."""
 
 
 class DataError(ArkorError):
@@ -171,10 +192,16 @@ def prepare_data(
     *,
     dataset_file: Path | None,
     cache_dir: Path,
+    eval_file: Path | None = None,
 ) -> PreparedData:
-    """Load, check, split, render, tokenize and mask the job's rows (see the module docstring)."""
+    """Load, check, split, render, tokenize and mask the job's rows (see the module docstring).
+
+    With ``trainer.eval`` the evaluation's rows are held out too: a fraction of the rows,
+    a Hub split, or the uploaded eval file (``eval_file``); training rows that equal a
+    held-out row are left out as well, so no evaluated row is ever trained on.
+    """
     source = config.dataset_source
-    split = config.dataset_split
+    split = _held_out_setting(config)
     if isinstance(split, str) and not isinstance(source, HuggingfaceDatasetSource):
         raise _named_split_error(split, source)
     if isinstance(split, float) and not 0 < split < 1:
@@ -198,6 +225,7 @@ def prepare_data(
     seed = config.seed if config.seed is not None else DEFAULT_SEED
     train_rows: Sequence[int] = range(len(dataset))
     held_out: tuple[datasets.Dataset, Sequence[int], str] | None = None
+    held_mapping = mapping
     if isinstance(split, float):
         train_rows, eval_rows = _hold_out(len(dataset), split, seed, where)
         held_out = (dataset, eval_rows, where)
@@ -209,6 +237,26 @@ def prepare_data(
         _require_rows(eval_dataset, eval_where)
         _check_columns(eval_dataset, mapping, eval_where)
         held_out = (eval_dataset, range(len(eval_dataset)), eval_where)
+    asked = held_out
+    if config.eval is not None and config.eval.source is not None:
+        eval_source = config.eval.source
+        eval_where = _describe(eval_source, eval_file).replace("dataset file", "eval file", 1)
+        eval_dataset, _ = _load_pinned(eval_source, dataset_file=eval_file, cache_dir=cache_dir)
+        _require_rows(eval_dataset, eval_where)
+        try:
+            held_mapping = wanted or detect_mapping(eval_dataset[0])
+        except FormatError as error:
+            raise DataError(f"Cannot use {eval_where}: {error.message}") from None
+        _check_columns(eval_dataset, held_mapping, eval_where)
+        asked = (eval_dataset, range(len(eval_dataset)), eval_where)
+    questions = None
+    if config.eval is not None and asked is not None:
+        questions = _questions(*asked, held_mapping)
+        _check_held_out_digest(questions, config.eval.held_out_sha256, asked[2])
+        train_rows, duplicates = _without_copies(dataset, train_rows, questions.hashes)
+        questions = questions.with_duplicates(duplicates)
+    if config.dataset_split is None:
+        held_out = None  # the evaluation's rows: no eval loss was asked for
     if config.dry_run:
         train_rows = train_rows[:DRY_RUN_TRAIN_ROWS]
         if held_out is not None:
@@ -237,7 +285,117 @@ def prepare_data(
         truncated=encoder.truncated,
         dropped=encoder.dropped,
         pin=pin,
+        held_out=questions.held_out if questions is not None else None,
     )
+
+
+def _held_out_setting(config: JobConfig) -> float | str | None:
+    """What is held out of training: ``eval.held_out``, else ``dataset_split``, else (with an
+    eval block and no eval file) 10 % of the rows."""
+    spec, split = config.eval, config.dataset_split
+    if spec is None:
+        return split
+    if spec.held_out is not None and spec.source is not None:
+        raise DataError(
+            "trainer.eval sets both held_out and path: evaluate on held-out rows of the data, or "
+            "on the file in path, not both. Remove one of them."
+        )
+    if spec.held_out is not None and split is not None and spec.held_out != split:
+        raise DataError(
+            f"trainer.eval.held_out = {spec.held_out!r} and trainer.dataset_split = {split!r} "
+            "differ: one set of held-out rows serves both the eval loss and the evaluation. "
+            "Set one of them, or both alike."
+        )
+    if spec.held_out is not None:
+        return spec.held_out
+    if split is not None or spec.source is not None:
+        return split
+    return DEFAULT_HELD_OUT
+
+
+# Held-out rows
+
+
+@dataclass(frozen=True)
+class _Questions:
+    """Held-out rows as the evaluation asks them, while training rows are still being chosen."""
+
+    held_out: HeldOut
+    hashes: frozenset[str]
+
+    def with_duplicates(self, duplicates: int) -> _Questions:
+        return _Questions(dataclasses.replace(self.held_out, duplicates=duplicates), self.hashes)
+
+
+def _questions(
+    dataset: datasets.Dataset, indices: Sequence[int], where: str, mapping: Mapping[str, str]
+) -> _Questions:
+    """Every held-out row hashed, and split into a prompt and its reference where it can be."""
+    items: list[HeldOutRow] = []
+    hashes: list[str] = []
+    skipped = 0
+    for start in range(0, len(indices), _BATCH_ROWS):
+        chosen = list(indices[start : start + _BATCH_ROWS])
+        for index, row in zip(chosen, _rows(dataset, chosen), strict=True):
+            clean = _pruned(row)
+            digest = row_sha256(clean)
+            hashes.append(digest)
+            if check_row(row, mapping):
+                skipped += 1
+                continue
+            try:
+                prompt, reference = split_row(clean, mapping)
+            except (RowError, KeyError):
+                skipped += 1
+                continue
+            items.append(HeldOutRow(index + 1, digest, prompt, reference, clean))
+    if not items:
+        raise DataError(
+            f"None of the {len(hashes)} held-out rows of {where} can be evaluated: evaluation "
+            "asks each row's prompt and compares the answer with the row's last assistant turn, "
+            "and no row has one. Use chat or prompt/completion rows that end with an answer."
+        )
+    held = HeldOut(items, len(hashes), rows_digest(hashes), skipped, 0)
+    return _Questions(held, frozenset(hashes))
+
+
+def _check_held_out_digest(questions: _Questions, expected: str | None, where: str) -> None:
+    if expected is not None and questions.held_out.digest != expected:
+        raise DataError(
+            f"The held-out rows of {where} are not the ones `arkor build` recorded (their digest "
+            f"is {questions.held_out.digest[:12]} here, {expected[:12]} in the manifest), so the "
+            "evaluation could not be trusted to be on rows never trained on. The data or the "
+            "seed changed since the build: run `arkor build` again, then `arkor start`."
+        )
+
+
+def _without_copies(
+    dataset: datasets.Dataset, indices: Sequence[int], held: frozenset[str]
+) -> tuple[list[int], int]:
+    """The training rows less any that equal a held-out row, and how many were left out."""
+    kept: list[int] = []
+    for start in range(0, len(indices), _BATCH_ROWS):
+        chosen = list(indices[start : start + _BATCH_ROWS])
+        kept.extend(
+            index
+            for index, row in zip(chosen, _rows(dataset, chosen), strict=True)
+            if row_sha256(row) not in held
+        )
+    if not kept:
+        raise DataError(
+            "Every training row is also a held-out row, so nothing is left to train on. Give "
+            "the evaluation rows of its own (trainer.eval.path), or hold out fewer rows."
+        )
+    return kept, len(indices) - len(kept)
+
+
+def _pruned(value: Any) -> Any:
+    """The row without the keys a table reader filled with None, as its file holds it."""
+    if isinstance(value, Mapping):
+        return {str(key): _pruned(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list | tuple):
+        return [_pruned(item) for item in value]
+    return value
 
 
 # Sources
@@ -492,15 +650,15 @@ def _check_columns(dataset: datasets.Dataset, mapping: Mapping[str, str], where:
 
 
 def _hold_out(count: int, fraction: float, seed: int, where: str) -> tuple[list[int], list[int]]:
-    """Split row indices into (train, eval), the same way for the same seed."""
+    """Split row indices into (train, eval) as :func:`arkor.evals.hold_out` (and so ``arkor
+    build``) does, the same way for the same seed."""
     if count < 2:
         raise DataError(
-            f"dataset_split = {fraction} holds out rows for evaluation, but {where} has only one "
-            "row, which training needs. Add rows, or leave dataset_split unset."
+            f"A fraction of {fraction} of the rows is held out for evaluation, but {where} has "
+            "only one row, which training needs. Add rows, or leave dataset_split (and "
+            "trainer.eval.held_out) unset."
         )
-    size = min(math.ceil(count * fraction), count - 1)
-    held = set(random.Random(seed).sample(range(count), size))
-    return [i for i in range(count) if i not in held], sorted(held)
+    return hold_out(count, fraction, seed)
 
 
 def _row_message(number: int, where: str, problem: str) -> str:
