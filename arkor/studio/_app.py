@@ -9,8 +9,9 @@ pool), since the client is synchronous; streams relay the plane's bytes as they 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from functools import cache
 from importlib import resources
@@ -95,6 +96,13 @@ class EndpointChoice(_Body):
     step: int | None = Field(default=None, ge=0)
     auth_mode: Literal["none", "fixed_api_key"] | None = None
     enabled: bool | None = None
+
+
+class EvalChoice(_Body):
+    """What ``arkor eval`` takes: a checkpoint (None: the final adapter) and how many rows."""
+
+    checkpoint: int | None = Field(default=None, ge=0)
+    rows: int | None = Field(default=None, ge=1, le=1000)
 
 
 class KeyLabel(_Body):
@@ -261,6 +269,32 @@ def create_app(studio: Studio, token: str) -> Any:
             opened,
             "application/octet-stream",
             {"content-disposition": f'attachment; filename="{name}"'},
+        )
+
+    @app.get("/api/runs/{job_id}/evals")
+    def evals(job_id: str) -> dict[str, Any]:
+        return studio.evals(job_id)
+
+    @app.post("/api/runs/{job_id}/evals")
+    def evaluate(job_id: str, choice: Annotated[EvalChoice | None, Body()] = None) -> Response:
+        """Run the eval again: ``progress`` frames, then ``eval`` (as GET describes it) or ``error``.
+
+        The plane's refusals (no eval block, not completed, an unknown checkpoint) come
+        before its first progress line, so they answer as JSON errors.
+        """
+        choice = choice or EvalChoice()
+        frames = _in_thread(
+            lambda progress: studio.evaluate(
+                job_id, checkpoint=choice.checkpoint, rows=choice.rows, on_progress=progress
+            )
+        )
+        first = next(frames)
+        if isinstance(first, BaseException):
+            raise first
+        return StreamingResponse(
+            _eval_frames(first, frames),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
         )
 
     # --- new run --------------------------------------------------------------------
@@ -442,6 +476,50 @@ def _relay(
         media_type=media_type,
         headers={"cache-control": "no-store", "x-accel-buffering": "no", **(headers or {})},
     )
+
+
+def _in_thread(
+    work: Callable[[Callable[[int, int], None]], dict[str, Any]],
+) -> Iterator[tuple[int, int] | dict[str, Any] | BaseException]:
+    """Run ``work(progress)`` in a thread: each progress call, then its result or its error."""
+    import queue
+    import threading
+
+    items: queue.Queue[tuple[int, int] | dict[str, Any] | BaseException] = queue.Queue()
+
+    def run() -> None:
+        try:
+            items.put(work(lambda done, total: items.put((done, total))))
+        except BaseException as error:
+            items.put(error)
+
+    threading.Thread(target=run, name="studio-eval", daemon=True).start()
+    while True:
+        item = items.get()
+        yield item
+        if not isinstance(item, tuple):
+            return
+
+
+def _eval_frames(
+    first: tuple[int, int] | dict[str, Any],
+    rest: Iterator[tuple[int, int] | dict[str, Any] | BaseException],
+) -> Iterator[str]:
+    """An eval's items as event-stream frames: ``progress``, then ``eval`` or ``error``."""
+    import json
+
+    for item in itertools.chain([first], rest):
+        if isinstance(item, tuple):
+            done, total = item
+            yield f"event: progress\ndata: {json.dumps({'done': done, 'total': total})}\n\n"
+        elif isinstance(item, dict):
+            yield f"event: eval\ndata: {json.dumps(item, ensure_ascii=False)}\n\n"
+        else:
+            message = item.message if isinstance(item, CloudApiError) else str(item)
+            if not isinstance(item, ArkorError):
+                logger.error("An eval failed", exc_info=item)
+                message = f"The eval failed: {item}"
+            yield f"event: error\ndata: {json.dumps({'message': message})}\n\n"
 
 
 def _answer_frames(stream: AbstractContextManager[Any], chunks: Iterator[Any]) -> Iterator[str]:

@@ -20,8 +20,11 @@ from arkor.cloud import TERMINAL_JOB_STATUSES
 from arkor.errors import ArkorError, UsageError
 
 if TYPE_CHECKING:
-    from arkor.cloud import CloudApiClient, JobEvent, ProjectState, TrainingJob
+    from collections.abc import Callable
+
+    from arkor.cloud import CloudApiClient, EvalCompleted, JobEvent, ProjectState, TrainingJob
     from arkor.config import LoadedConfig
+    from arkor.evals import CustomMetric
     from arkor.sdk import AbortHandle, Session, Trainer
 
 CONFIG_FOLDERS = ("configs",)
@@ -261,6 +264,71 @@ class Studio:
             "error": job.error,
         }
 
+    # --- evaluations ----------------------------------------------------------------
+
+    def evals(self, job_id: str) -> dict[str, Any]:
+        """The run's ``eval.completed`` events, each with the project's custom metrics added,
+        its table and the samples where base and adapter answered differently."""
+        envelope = self.client.get_job(self.scope, job_id)
+        job = envelope.job
+        custom, note = self._custom_metrics(job)
+        found = [event for event in envelope.events or () if event.type == "eval.completed"]
+        return {
+            "evals": [describe_eval(event, custom) for event in found],
+            "configured": job.config.eval is not None,
+            "status": job.status,
+            "metricsNote": note,
+        }
+
+    def evaluate(
+        self,
+        job_id: str,
+        *,
+        checkpoint: int | None,
+        rows: int | None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Run a completed job's eval again on its plane (``arkor eval``), described as :meth:`evals`."""
+        job = self.client.get_job(self.scope, job_id, include_events=False).job
+        event = self.client.evaluate(
+            self.scope, job_id, checkpoint=checkpoint, rows=rows, on_progress=on_progress
+        )
+        custom, _ = self._custom_metrics(job)
+        return describe_eval(event, custom)
+
+    def _custom_metrics(self, job: TrainingJob) -> tuple[dict[str, CustomMetric], str | None]:
+        """The custom metrics the job's config names, from the project's build manifest.
+
+        They are the user's code, so Studio (which has the project) runs them, as
+        ``arkor eval`` does; those it cannot load are left out and the note says why.
+        """
+        import importlib
+
+        from arkor.evals import is_builtin
+        from arkor.manifest import manifest_path_for, project_root_of, read_manifest
+
+        spec = job.config.eval
+        wanted = [name for name in (spec.metrics if spec else []) if not is_builtin(name)]
+        if not wanted:
+            return {}, None
+        load = getattr(importlib.import_module("arkor.sdk"), "load_custom_metrics", None)
+        path = manifest_path_for(self.root)
+        why = f"the project's build manifest ({path}) does not provide them"
+        loaded: dict[str, CustomMetric] = {}
+        try:
+            if load is not None and path.is_file():
+                loaded = load(read_manifest(path), project_root_of(path))
+        except ArkorError as error:
+            why = f"they could not be loaded: {error}"
+        found = {target: loaded[target] for target in wanted if target in loaded}
+        missing = [target for target in wanted if target not in found]
+        if not missing:
+            return found, None
+        return found, (
+            f"This run also measures {', '.join(missing)}, left out here because {why}. "
+            "Run `arkor build` in the project to include them."
+        )
+
     # --- the playground -------------------------------------------------------------
 
     def targets(self) -> dict[str, Any]:
@@ -481,6 +549,36 @@ def _follow(trainer: Trainer, abort: AbortHandle) -> None:
         logging.getLogger("arkor.studio").exception(
             "Following job %s stopped", trainer.job.id if trainer.job else "?"
         )
+
+
+def describe_eval(event: EvalCompleted, custom: dict[str, CustomMetric]) -> dict[str, Any]:
+    """An ``eval.completed`` event as the run page shows it: its wire form with custom
+    metrics scored, the table (metric, base, adapter, change) and the indices of the
+    samples where base and adapter answered differently.
+
+    A custom metric that fails is left out and ``notes`` says why: the event stays readable.
+    """
+    from dataclasses import asdict
+
+    from arkor.evals import table_rows, with_custom_metrics
+
+    notes: list[str] = []
+    for target, function in custom.items():
+        try:
+            event = with_custom_metrics(event, {target: function})
+        except Exception as error:  # the user's code: its failure is shown, not raised
+            notes.append(f"The custom metric {target} failed: {type(error).__name__}: {error}")
+    differing = [
+        index
+        for index, sample in enumerate(event.samples)
+        if sample.base is not None and sample.base.strip() != sample.adapter.strip()
+    ]
+    return {
+        **event.to_wire(),
+        "table": [asdict(row) for row in table_rows(event)],
+        "differing": differing,
+        "notes": notes,
+    }
 
 
 def override_keys() -> list[str]:
