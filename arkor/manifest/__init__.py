@@ -4,12 +4,15 @@ from arkor.manifest._build import BuildResult, build, build_project, freeze, job
 from arkor.manifest._callbacks import CALLBACK_EVENTS, ResolvedCallback, load_callback, split_target
 from arkor.manifest._check import check_project, validate_project
 from arkor.manifest._dataset import DatasetReport, inspect_dataset
+from arkor.manifest._eval import file_rows
 from arkor.manifest._manifest import (
     MANIFEST_RELATIVE_PATH,
     MANIFEST_VERSION,
     Manifest,
     ManifestCallback,
     ManifestDataset,
+    ManifestEval,
+    ManifestHeldOut,
     ManifestSecret,
     ManifestSource,
     Staleness,
@@ -31,6 +34,8 @@ __all__ = [
     "Manifest",
     "ManifestCallback",
     "ManifestDataset",
+    "ManifestEval",
+    "ManifestHeldOut",
     "ManifestSecret",
     "ManifestSource",
     "ResolvedCallback",
@@ -41,6 +46,7 @@ __all__ = [
     "check_project",
     "check_staleness",
     "compute_digest",
+    "file_rows",
     "freeze",
     "inspect_dataset",
     "job_config_for",

@@ -1,7 +1,7 @@
 """Freeze a config into ``.arkor/build/manifest.json``.
 
-Validate, resolve (callbacks imported and digested, a local dataset checked and
-digested, defaults filled, the model, data and stack pinned: see ``_lock``), then write
+Validate, resolve (callbacks and custom metrics imported and digested, a local dataset
+and eval file checked and digested, held-out rows listed by hash, defaults filled, the model, data and stack pinned: see ``_lock``), then write
 the manifest atomically. A failed build raises before anything is written, so the
 previous manifest stays as it was; with ``locked`` nothing is ever written, and a
 manifest that would change is an error.
@@ -19,6 +19,7 @@ from arkor._version import __version__
 from arkor.cloud import (
     BlobDatasetSource,
     DatasetSource,
+    EvalSpec,
     FileDatasetSource,
     HuggingfaceDatasetSource,
     JobConfig,
@@ -35,9 +36,15 @@ from arkor.config import (
     load_config,
 )
 from arkor.errors import ManifestError
-from arkor.manifest._callbacks import ResolvedCallback, resolve_callbacks
+from arkor.manifest._callbacks import (
+    ResolvedCallback,
+    callback_targets,
+    metric_targets,
+    resolve_targets,
+)
 from arkor.manifest._check import dataset_file, dataset_file_issue
 from arkor.manifest._dataset import DatasetReport, default_mapping, inspect_dataset
+from arkor.manifest._eval import eval_entry, eval_spec_for, freeze_eval
 from arkor.manifest._lock import Change, manifest_changes, pin_moves, resolve_pins, upgrade_targets
 from arkor.manifest._manifest import (
     MANIFEST_VERSION,
@@ -162,11 +169,26 @@ def freeze(
     except those named in ``upgrade``.
     """
     trainer = loaded.config.trainer
-    raw = loaded.raw
-    callbacks = resolve_callbacks(trainer.callbacks, raw)
+    callback_code, metric_code = callback_targets(trainer.callbacks), metric_targets(trainer.eval)
+    code = resolve_targets([*callback_code, *metric_code], loaded.raw)
+    callbacks = {str(target.key[-1]): code[target.key] for target in callback_code}
+    metrics = [code[target.key] for target in metric_code]
     dataset, dataset_entry, report = _freeze_dataset(loaded)
+    frozen_eval = freeze_eval(
+        loaded,
+        lambda path: _relative(path, loaded.root),
+        dataset_file(loaded, trainer.dataset) if isinstance(trainer.dataset, FileDataset) else None,
+        report,
+    )
     pins = resolve_pins(loaded, dataset, previous, upgrade)
-    config = job_config_for(trainer, pins.dataset_source, report).model_copy(
+    evaluation = eval_spec_for(
+        trainer,
+        frozen_eval.source if frozen_eval is not None else None,
+        frozen_eval.held_out.rows_digest
+        if frozen_eval is not None and frozen_eval.held_out is not None
+        else None,
+    )
+    config = job_config_for(trainer, pins.dataset_source, report, evaluation).model_copy(
         update={"model_pin": pins.model_pin, "build_stack": pins.build_stack}
     )
     job = JobCreate(name=trainer.name, config=config)
@@ -176,6 +198,10 @@ def freeze(
         job=job,
         callbacks={event: _callback_entry(cb, loaded.root) for event, cb in callbacks.items()},
         dataset=dataset_entry,
+        eval=eval_entry(
+            list(dict.fromkeys(_callback_entry(metric, loaded.root) for metric in metrics)),
+            frozen_eval,
+        ),
         sources=[
             ManifestSource(
                 path=_relative(source.path, loaded.root), role=source.role, sha256=source.sha256
@@ -229,11 +255,16 @@ def _format_setting(trainer: Trainer) -> str | dict[str, str]:
 
 
 def job_config_for(
-    trainer: Trainer, dataset: DatasetSource, report: DatasetReport | None
+    trainer: Trainer,
+    dataset: DatasetSource,
+    report: DatasetReport | None,
+    evaluation: EvalSpec | None = None,
 ) -> JobConfig:
     """The wire job config for ``trainer``, every default filled (what a manifest freezes).
 
-    ``report`` (from checking a local file) supplies the detected row format.
+    ``report`` (from checking a local file) supplies the detected row format;
+    ``evaluation`` is ``trainer.eval`` as build resolved it (its file's digest, the
+    held-out rows' digest), else it is filled from ``trainer.eval`` alone.
     """
     fmt = report.format if report is not None else _format_setting(trainer)
     if isinstance(fmt, str) and fmt != "auto":
@@ -265,6 +296,7 @@ def job_config_for(
         seed=trainer.seed,
         dry_run=trainer.dry_run,
         strict_stack=trainer.strict_stack,
+        eval=evaluation if evaluation is not None else eval_spec_for(trainer, None, None),
     )
 
 

@@ -1,4 +1,4 @@
-"""Resolve the callbacks a config names: import each, check it, digest its module.
+"""Resolve the code a config names: callbacks and custom metrics, imported, checked, digested.
 
 The project root goes on ``sys.path`` first, as it will when ``arkor start`` calls them,
 so ``my_project.callbacks:on_log`` finds ``<root>/my_project/callbacks.py``.
@@ -17,14 +17,29 @@ from types import ModuleType
 from typing import Any
 
 from arkor._fs import sha256_file
-from arkor.config import Callbacks, ConfigError, ConfigIssue, RawConfig
+from arkor.config import (
+    BUILTIN_METRICS,
+    Callbacks,
+    ConfigError,
+    ConfigIssue,
+    Eval,
+    KeyPath,
+    RawConfig,
+)
 
-CALLBACK_EVENTS = ("on_started", "on_log", "on_checkpoint", "on_completed", "on_failed")
+CALLBACK_EVENTS = (
+    "on_started",
+    "on_log",
+    "on_checkpoint",
+    "on_eval",
+    "on_completed",
+    "on_failed",
+)
 
 
 @dataclass(frozen=True)
 class ResolvedCallback:
-    """A callback that imports and takes one argument, with its module file's digest."""
+    """A callback or custom metric that imports and takes its arguments, with its module's digest."""
 
     target: str
     module: str
@@ -62,21 +77,65 @@ def _attribute(module: ModuleType, target: str) -> Callable[..., Any]:
     return value  # type: ignore[no-any-return]
 
 
-def resolve_callbacks(callbacks: Callbacks, raw: RawConfig) -> dict[str, ResolvedCallback]:
-    """Check every callback in ``callbacks``; raise one :class:`ConfigError` listing all failures.
+@dataclass(frozen=True)
+class CodeTarget:
+    """A dotted path the config names, where, and what its function must accept."""
+
+    key: KeyPath
+    target: str
+    label: str
+    """How messages name it: ``on_log``, ``metric pkg.mod:f1``."""
+    arguments: int
+    usage: str
+    """How it is called, for the message when it cannot be: ``def on_log(ctx): ...``."""
+
+
+def callback_targets(callbacks: Callbacks) -> list[CodeTarget]:
+    """The callbacks ``callbacks`` names, as targets taking the event's context."""
+    return [
+        CodeTarget(
+            ("trainer", "callbacks", event),
+            target,
+            event,
+            1,
+            f"exactly one argument, the event's context (def {event}(ctx): ...)",
+        )
+        for event in CALLBACK_EVENTS
+        if (target := getattr(callbacks, event)) is not None
+    ]
+
+
+def metric_targets(evaluation: Eval | None) -> list[CodeTarget]:
+    """The custom metrics (dotted paths) of ``trainer.eval.metrics``, by their list position."""
+    if evaluation is None:
+        return []
+    return [
+        CodeTarget(
+            ("trainer", "eval", "metrics", index),
+            name,
+            f"metric {name}",
+            3,
+            "three arguments, the answer, the reference and the row "
+            "(def metric(prediction, reference, row): ...)",
+        )
+        for index, name in enumerate(evaluation.metrics)
+        if name not in BUILTIN_METRICS
+    ]
+
+
+def resolve_targets(targets: list[CodeTarget], raw: RawConfig) -> dict[KeyPath, ResolvedCallback]:
+    """Import and check every target; raise one :class:`ConfigError` listing all failures.
 
     Each module is imported once: a module that fails to import is one problem, reported
-    at the first callback that names it, however many callbacks live in it.
+    at the first target that names it, however many targets live in it. Callbacks and
+    custom metrics go through here together, so a module both use is imported once too.
     """
-    resolved: dict[str, ResolvedCallback] = {}
+    resolved: dict[KeyPath, ResolvedCallback] = {}
     issues: list[ConfigIssue] = []
     cause: Exception | None = None
     modules: dict[str, ModuleType | Exception] = {}
-    for event in CALLBACK_EVENTS:
-        target = getattr(callbacks, event)
-        if target is None:
-            continue
-        path = ("trainer", "callbacks", event)
+    for entry in targets:
+        target, path = entry.target, entry.key
         module_name = split_target(target)[0]
         if module_name not in modules:
             try:
@@ -84,7 +143,7 @@ def resolve_callbacks(callbacks: Callbacks, raw: RawConfig) -> dict[str, Resolve
             except Exception as error:  # the user's module may raise anything while importing
                 modules[module_name] = error
                 cause = cause or error
-                others = _other_events(callbacks, module_name, event)
+                others = _others_naming(targets, module_name, entry)
                 issues.append(
                     ConfigIssue(
                         _import_problem(target, error, raw.root) + others, raw.locate(path), path
@@ -100,11 +159,11 @@ def resolve_callbacks(callbacks: Callbacks, raw: RawConfig) -> dict[str, Resolve
                 ConfigIssue(_import_problem(target, error, raw.root), raw.locate(path), path)
             )
             continue
-        if not _takes_one_argument(function):
+        if not _takes_arguments(function, entry.arguments):
             issues.append(
                 ConfigIssue(
-                    f"`{target}` must accept exactly one argument, the event's context "
-                    f"(def {event}(ctx): ...); its signature is {_signature(function)}.",
+                    f"`{target}` must accept {entry.usage}; its signature is "
+                    f"{_signature(function)}.",
                     raw.locate(path),
                     path,
                 )
@@ -114,21 +173,21 @@ def resolve_callbacks(callbacks: Callbacks, raw: RawConfig) -> dict[str, Resolve
         module_file = getattr(module, "__file__", None)
         file = Path(module_file).resolve() if module_file else None
         digest = sha256_file(file)[0] if file and file.is_file() else None
-        resolved[event] = ResolvedCallback(target, module_name, attribute, file, digest)
+        resolved[path] = ResolvedCallback(target, module_name, attribute, file, digest)
     if issues:
         raise ConfigError(issues) from cause  # `--debug` shows the user's traceback too
     return resolved
 
 
-def _other_events(callbacks: Callbacks, module_name: str, event: str) -> str:
-    """`` (on_log and on_failed name it too.)`` for the other callbacks in a broken module."""
-    others = [
-        other
-        for other in CALLBACK_EVENTS
-        if other != event
-        and (target := getattr(callbacks, other)) is not None
-        and split_target(target)[0] == module_name
-    ]
+def _others_naming(targets: list[CodeTarget], module_name: str, entry: CodeTarget) -> str:
+    """`` (`on_log` and `on_failed` name the same module.)`` for the others in a broken module."""
+    others = list(
+        dict.fromkeys(
+            other.label
+            for other in targets
+            if other is not entry and split_target(other.target)[0] == module_name
+        )
+    )
     if not others:
         return ""
     names = " and ".join(f"`{name}`" for name in others)
@@ -151,13 +210,13 @@ def _import_problem(target: str, error: Exception, root: Path) -> str:
     return f"importing `{module_name}` raised {type(error).__name__}: {error}. Fix the module so it imports."
 
 
-def _takes_one_argument(function: Callable[..., Any]) -> bool:
+def _takes_arguments(function: Callable[..., Any], count: int) -> bool:
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):
         return True  # builtins without a signature: trust them
     try:
-        signature.bind(object())
+        signature.bind(*(object() for _ in range(count)))
     except TypeError:
         return False
     return True

@@ -3,7 +3,8 @@
 Remote references (a Hub model's commit, a Hub dataset's commit, a URL's bytes) are
 resolved once and then kept while the config names the same thing: a plain rebuild never
 moves them; ``--upgrade`` (or ``--upgrade-model`` / ``--upgrade-data``) resolves them again.
-Local content (a model folder, a store entry, a ``.gguf`` file, a data file) is hashed on
+Local content (a model folder, a store entry, a ``.gguf`` file, a data or eval file, the
+held-out rows of a data file) is hashed on
 every build, through a cache, so the pin always says what is on disk. A pin that cannot be
 resolved here is left out, with one line saying why; the worker resolves it at replay.
 """
@@ -210,13 +211,18 @@ def _pin_values(body: dict[str, Any]) -> dict[str, str | None]:
             None,
         ),
     }
+    evaluation = config.get("eval") or {}
+    if evaluation.get("source"):
+        values["eval data"] = evaluation["source"].get("sha256")
+    if evaluation.get("heldOutSha256"):
+        values["eval held-out rows"] = evaluation["heldOutSha256"]
     for package, version in (config.get("buildStack") or {}).items():
         values[f"stack {package}"] = version
     return values
 
 
 def _pin_order(label: str) -> tuple[int, str]:
-    return (("model", "data", "stack").index(label.split(" ")[0]), label)
+    return (("model", "data", "eval", "stack").index(label.split(" ")[0]), label)
 
 
 def _diff(prefix: str, old: Any, new: Any, changes: list[Change]) -> None:
@@ -233,6 +239,8 @@ def _show(value: Any) -> str:
         return "(none)"
     if isinstance(value, str) and len(value) in (40, 64) and value.isalnum():
         return value[:12]
+    if isinstance(value, list) and len(value) > 3:
+        return f"[{_show(value[0])}, … {len(value)} entries]"  # e.g. held-out row hashes
     if isinstance(value, dict | list):
         import json
 

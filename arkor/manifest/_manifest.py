@@ -3,8 +3,9 @@
 Canonical JSON (sorted keys, fixed separators, trailing newline) with a format version,
 the Arkor version, the sources and their sha256, the wire job config with its pins (the
 model's Hub commit or file digests, the data's commit or digest, the training stack's
-versions), the callbacks and their module digests, the pins build could not resolve, and
-a digest over all of it. The reader verifies the digest and version and reports
+versions), the callbacks and their module digests, the evaluation's inputs (custom
+metrics with their module digests, its own file, the held-out rows by hash), the pins
+build could not resolve, and a digest over all of it. The reader verifies the digest and version and reports
 staleness against the files on disk.
 """
 
@@ -22,7 +23,11 @@ from arkor._fs import sha256_bytes, sha256_file
 from arkor.cloud import JobCreate
 from arkor.errors import ManifestError
 
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3
+"""3 added ``eval``: an older Arkor would call such a manifest malformed, so it is told to
+upgrade instead. A version 2 manifest is the same format without it and still reads."""
+_OLDEST_READ = 2
+"""Version 1 pinned neither the model nor the training stack: it must be built again."""
 MANIFEST_RELATIVE_PATH = Path(".arkor") / "build" / "manifest.json"
 
 
@@ -63,6 +68,31 @@ class ManifestDataset(_ManifestPart):
     url: str | None = None
 
 
+class ManifestHeldOut(_ManifestPart):
+    """The rows the evaluation asks, by hash, so a reader can tell they were never trained on.
+
+    ``source`` is ``dataset`` (a ``fraction`` of the local data file's rows, chosen with
+    ``seed`` as the worker chooses them) or ``eval file`` (every row of ``trainer.eval.path``).
+    ``row_sha256`` lists each held-out row's hash (:func:`arkor.evals.row_sha256`) in row
+    order; ``rows_digest`` is the digest the worker checks (:func:`arkor.evals.rows_digest`).
+    """
+
+    source: str
+    fraction: float | None = None
+    seed: int | None = None
+    total_rows: int
+    row_sha256: list[str]
+    rows_digest: str
+
+
+class ManifestEval(_ManifestPart):
+    """``trainer.eval``'s inputs: custom metrics (module digests), its own file, held-out rows."""
+
+    metrics: list[ManifestCallback]
+    file: ManifestDataset | None = None
+    held_out: ManifestHeldOut | None = None
+
+
 class ManifestSecret(_ManifestPart):
     """A secret the run needs: where it goes and which environment variable holds it."""
 
@@ -82,6 +112,7 @@ class Manifest(_ManifestPart):
     secrets: list[ManifestSecret]
     overrides: list[str]
     cloud_url: str | None = None
+    eval: ManifestEval | None = None
     unresolved: list[str]
     """One line per pin build could not resolve (``model: ...``, ``data: ...``, ``stack: ...``)."""
     digest: str
@@ -160,7 +191,7 @@ def read_manifest(path: str | Path | None = None, *, verify: bool = True) -> Man
             f"The manifest {manifest_path} has format version {version}, newer than this Arkor "
             f"reads ({MANIFEST_VERSION}). Upgrade arkor, or rebuild it with `arkor build`."
         )
-    if isinstance(version, int) and version < MANIFEST_VERSION:
+    if isinstance(version, int) and version < _OLDEST_READ:
         raise ManifestError(
             f"The manifest {manifest_path} has format version {version}, from an older Arkor "
             "that pinned neither the model nor the training stack. Run `arkor build` to "
@@ -191,6 +222,10 @@ def check_staleness(manifest: Manifest, root: Path) -> Staleness:
     checks += [(cb.file, cb.sha256) for cb in manifest.callbacks.values() if cb.file]
     if manifest.dataset.path is not None:
         checks.append((manifest.dataset.path, manifest.dataset.sha256))
+    if manifest.eval is not None:
+        checks += [(metric.file, metric.sha256) for metric in manifest.eval.metrics if metric.file]
+        if manifest.eval.file is not None and manifest.eval.file.path is not None:
+            checks.append((manifest.eval.file.path, manifest.eval.file.sha256))
     changed: list[str] = []
     for relative, expected in checks:
         file = root / relative
