@@ -9,9 +9,18 @@ never imports torch. The protocol is private to the two:
   ``{baseModel, adapterPath, model, messages, temperature?, topP?, maxTokens?, stream}``:
   SSE ``data: <chat.completion.chunk>`` frames ending with ``data: [DONE]``, or one
   ``chat.completion``; a request that can't be answered gets ``{"error"}`` with 422;
+- ``POST /v1/eval`` (same secret) with ``{baseModel, baseRevision, adapterPath,
+  heldOutPath, spec, rows, checkpoint, step, seed, jobId}``: ``heldOutPath`` is a run's
+  ``eval/held-out.jsonl``, ``spec`` its ``EvalSpec`` (wire form), ``rows`` how many rows
+  to ask (null: ``spec.rows``), ``checkpoint`` / ``step`` what the event names,
+  ``seed`` the job's seed (which rows are chosen), ``jobId`` the event's job (optional).
+  The answer is ``application/x-ndjson``: ``{"type": "progress", "done", "total"}`` as
+  batches finish, then ``{"type": "event", "event": <eval.completed, requested>}`` or
+  ``{"type": "error", "message"}``; a body that can't be used gets ``{"error"}`` with 422;
 - the worker exits when its stdin closes, i.e. when the plane goes away.
 
-A client that disconnects mid-stream closes the generator, which stops generation.
+A client that disconnects mid-stream closes the generator, which stops generation (a
+disconnected eval stops at its next batch).
 """
 
 from __future__ import annotations
@@ -28,8 +37,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from arkor.cloud import ChatCompletionChunk
-from arkor.engine._infer import GenerationRequest, InferenceEngine
+from arkor.cloud import ChatCompletionChunk, EvalSpec
+from arkor.engine._eval import EvalTarget, evaluate, failed_eval, read_held_out
+from arkor.engine._infer import GenerationRequest, GenerationStopped, InferenceEngine
 from arkor.errors import ArkorError
 
 SECRET_ENV = "ARKOR_INFERENCE_SECRET"
@@ -63,6 +73,9 @@ class _Handler(BaseHTTPRequestHandler):
         supplied = self.headers.get("Authorization", "").removeprefix("Bearer ")
         if not hmac.compare_digest(supplied.encode(), self.server.secret.encode()):
             self._json(HTTPStatus.UNAUTHORIZED, {"error": "Wrong inference secret."})
+            return
+        if self.path == "/v1/eval":
+            self._eval()
             return
         if self.path != "/v1/chat":
             self._json(HTTPStatus.NOT_FOUND, {"error": f"No route {self.path}."})
@@ -108,6 +121,61 @@ class _Handler(BaseHTTPRequestHandler):
             if close is not None:
                 close()
 
+    def _eval(self) -> None:
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            spec = EvalSpec.model_validate(body["spec"])
+            items = read_held_out(Path(str(body["heldOutPath"])))
+            target = EvalTarget(
+                job_id=str(body.get("jobId") or ""),
+                base_model=str(body["baseModel"]),
+                base_revision=str(body["baseRevision"]) if body.get("baseRevision") else None,
+                adapter=Path(str(body["adapterPath"])),
+                step=_optional_int(body.get("step")),
+                checkpoint=_optional_int(body.get("checkpoint")),
+                requested=True,
+            )
+            rows = _optional_int(body.get("rows"))
+            seed = int(body.get("seed") or 0)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            self._json(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": f"The eval cannot run: {error}"})
+            return
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        stop = threading.Event()
+
+        def send(line: dict[str, Any]) -> None:
+            try:
+                self.wfile.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
+                self.wfile.flush()
+            except OSError:  # the plane's side went away: stop at the next batch
+                stop.set()
+
+        def progress(done: int, total: int) -> None:
+            send({"type": "progress", "done": done, "total": total})
+
+        try:
+            event = evaluate(
+                items,
+                spec,
+                self.server.engine,
+                target,
+                seed=seed,
+                rows=rows,
+                progress=progress,
+                stop=stop,
+            )
+        except GenerationStopped:
+            return
+        except Exception as error:  # reported in the answer, the worker keeps serving
+            if not isinstance(error, ArkorError):
+                logger.exception("Eval failed")
+            send({"type": "error", "message": failed_eval(target, error).error})
+            return
+        send({"type": "event", "event": event.to_wire()})
+
     def _json(self, status: HTTPStatus, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
@@ -139,6 +207,10 @@ def _generation_request(body: dict[str, Any]) -> GenerationRequest:
         messages=[{"role": m["role"], "content": m["content"]} for m in body["messages"]],
         **options,
     )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _announce(message: dict[str, Any]) -> None:

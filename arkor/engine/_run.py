@@ -32,6 +32,8 @@ class TrainingRun:
     stop: threading.Event = field(default_factory=threading.Event)
     dataset_file: Path | None = None
     """The local data file for a ``file`` dataset (the plane's stored upload)."""
+    eval_file: Path | None = None
+    """The local copy of the evaluation's own rows (``trainer.eval.path``'s upload)."""
     placement: Placement | None = None
     resume: bool = False
     """Continue from the newest checkpoint in ``output_dir`` when there is one."""

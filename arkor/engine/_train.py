@@ -9,13 +9,21 @@ Every outcome is an event: ``training.started``, ``training.log`` every
 ``logging_steps``, ``checkpoint.saved`` every ``save_steps``, then exactly one of
 ``training.completed``, ``training.failed`` or ``training.cancelled``. :func:`train`
 never raises for a failed run; it reports it.
+
+With ``trainer.eval``, the held-out rows are written to ``eval/held-out.jsonl`` and,
+once the training model is freed, the base and the adapter answer them:
+``eval.completed`` comes before ``training.completed`` (and after each
+``checkpoint.saved`` with ``at_checkpoints``). An evaluation that fails is reported in
+its event; the run still completes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +49,11 @@ from arkor.cloud import (
     TrainingLog,
     TrainingStarted,
 )
-from arkor.engine._data import PreparedData, prepare_data
+from arkor.engine._data import DRY_RUN_EVAL_ROWS, PreparedData, prepare_data
 from arkor.engine._device import Placement, choose_placement
+from arkor.engine._eval import HELD_OUT_PATH, EvalTarget, evaluate, failed_eval, write_held_out
 from arkor.engine._export import make_portable
+from arkor.engine._infer import GenerationStopped, InferenceEngine
 from arkor.engine._models import (
     check_4bit,
     load_model,
@@ -78,7 +88,7 @@ def train(run: TrainingRun) -> TrainingOutcome:
         except Exception as error:  # every failure becomes a training.failed event
             return recipe.finish_failed(error)
         finally:
-            recipe.cleanup()
+            recipe.release()
 
 
 class LoraRecipe:
@@ -96,24 +106,31 @@ class LoraRecipe:
         self.train_metrics: dict[str, Any] = {}
         self.resume_from: str | None = None
         """The checkpoint this run continues from (``run.resume`` and one exists)."""
+        self.placement: Placement | None = None
+        self.base: tuple[str, str | None] = (self.config.model, None)
+        """The base as the inference engine loads it: the config's name and the pinned commit."""
+        self.eval_engine: InferenceEngine | None = None
+        self.base_answers: dict[str, str] = {}
+        """The base's answers by held-out row hash: the same for every checkpoint."""
 
     def setup(self) -> None:
         """Reject impossible runs, then load the model, the data and the trainer, in that order."""
         transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-        placement = self.run.placement or choose_placement()
+        placement = self.placement = self.run.placement or choose_placement()
         if self.config.load_in_4bit:
             check_4bit(placement)
         stack, warnings = check_stack(self.config)
         model = pinned_model(self.config)
-        resolved = resolve_located(
-            model.located, revision=model.pin.revision if model.pin is not None else None
-        )
+        revision = model.pin.revision if model.pin is not None else None
+        resolved = resolve_located(model.located, revision=revision)
+        self.base = (self.config.model, revision)
         tokenizer = load_tokenizer(resolved)
         self.data = prepare_data(
             self.config,
             tokenizer,
             dataset_file=self.run.dataset_file,
             cache_dir=self.run.output_dir / "cache",
+            eval_file=self.run.eval_file,
         )
         set_seed(self.seed)
         base = load_model(resolved, placement, load_in_4bit=bool(self.config.load_in_4bit))
@@ -137,6 +154,7 @@ class LoraRecipe:
                     ),
                     "trainRows": self.data.rows,
                     "evalRows": len(self.data.eval or ()),
+                    **self._held_out_metadata(),
                     "maxSteps": self.trainer.args.max_steps,
                     "dryRun": bool(self.config.dry_run),
                     **resumed,
@@ -172,6 +190,9 @@ class LoraRecipe:
 
     def finish_completed(self) -> TrainingOutcome:
         artifacts = self.save_adapter()
+        if self.data is not None and self.data.held_out is not None:
+            write_held_out(self.run.output_dir / HELD_OUT_PATH, self.data.held_out.items)
+            artifacts.append(_artifact(self.run.output_dir, HELD_OUT_PATH))
         step = self.step
         metrics = {
             "step": step,
@@ -182,6 +203,9 @@ class LoraRecipe:
             "evalLoss": self._last_eval_loss(),
         }
         metrics = {key: value for key, value in metrics.items() if value is not None}
+        if self.data is not None and self.data.held_out is not None:
+            self.cleanup()  # the training model's memory goes before the base is loaded again
+            self.evaluate(self.adapter_dir, step=step, final=True)
         self.run.sink.emit(
             TrainingCompleted(job_id=self.run.job_id, metrics=metrics, artifacts=artifacts)
         )
@@ -200,12 +224,75 @@ class LoraRecipe:
         self.run.sink.emit(TrainingFailed(job_id=self.run.job_id, error=message, step=step or None))
         return TrainingOutcome("failed", step, {"step": step}, None, message)
 
+    def evaluate(
+        self, adapter: Path, *, step: int, checkpoint: int | None = None, final: bool = False
+    ) -> None:
+        """Emit the ``eval.completed`` of ``adapter`` against the base; nothing when stopped.
+
+        One inference engine serves every evaluation of the run, so the base is loaded
+        once; its answers are kept, so each checkpoint asks only the adapter.
+        """
+        assert self.data is not None and self.data.held_out is not None
+        spec = self.config.eval
+        assert spec is not None
+        held = self.data.held_out
+        target = EvalTarget(
+            job_id=self.run.job_id,
+            base_model=self.base[0],
+            base_revision=self.base[1],
+            adapter=adapter,
+            step=step,
+            checkpoint=checkpoint,
+            final=final,
+        )
+        notes = []
+        if held.skipped:
+            notes.append(
+                f"{held.skipped} of the {held.rows} held-out rows have no answer to compare "
+                "with (no assistant turn after a prompt) and were not evaluated."
+            )
+        try:
+            if self.eval_engine is None:
+                self.eval_engine = InferenceEngine(max_bases=1, placement=self.placement)
+            with torch.random.fork_rng():  # loading a model must not move training's RNG
+                event = evaluate(
+                    held.items,
+                    spec,
+                    self.eval_engine,
+                    target,
+                    seed=self.seed,
+                    rows=min(spec.rows, DRY_RUN_EVAL_ROWS) if self.config.dry_run else None,
+                    base_answers=self.base_answers,
+                    warnings=notes,
+                    stop=self.run.stop,
+                )
+        except GenerationStopped:
+            return
+        except Exception as error:  # a failed evaluation is reported; the run still completes
+            event = failed_eval(target, error)
+        self.run.sink.emit(event)
+
     def cleanup(self) -> None:
         """Free the model and, on a GPU, its memory; the files stay."""
         self.trainer = None
         self.model = None
+        gc.collect()  # the trainer and its callbacks refer to each other
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+    def release(self) -> None:
+        """Free everything :meth:`cleanup` does and the evaluation's base model too."""
+        self.eval_engine = None
+        self.cleanup()
+
+    def _held_out_metadata(self) -> dict[str, int]:
+        held = self.data.held_out if self.data is not None else None
+        if held is None:
+            return {}
+        return {
+            "heldOutRows": held.rows,
+            **({"duplicatesDropped": held.duplicates} if held.duplicates else {}),
+        }
 
     @property
     def seed(self) -> int:
@@ -234,6 +321,11 @@ class LoraRecipe:
     ) -> Trainer:
         assert self.data is not None
         callback = _EventsCallback(self.run, self.config.batch_size or 4)
+        spec = self.config.eval
+        if spec is not None and spec.at_checkpoints and self.data.held_out is not None:
+            callback.on_checkpoint = lambda folder, step: self.evaluate(
+                folder, step=step, checkpoint=step
+            )
         trainer = Trainer(
             model=model,
             args=self._training_arguments(placement, has_eval=bool(self.data.eval)),
@@ -348,6 +440,10 @@ def portable_checkpoint(folder: Path, config: JobConfig) -> None:
     make_portable(folder, config.model, pin.revision if pin is not None else None)
 
 
+def _artifact(root: Path, path: str) -> Artifact:
+    return Artifact(path=path, size=(root / path).stat().st_size)
+
+
 def artifacts_under(folder: Path, root: Path) -> list[Artifact]:
     """Every file under ``folder``, by its path relative to ``root``, with its size."""
     return [
@@ -364,6 +460,8 @@ class _EventsCallback(TrainerCallback):
         self.run = run
         self.batch_size = batch_size
         self.trainer: Trainer | None = None
+        self.on_checkpoint: Callable[[Path, int], None] | None = None
+        """Called with each checkpoint's folder and step after its ``checkpoint.saved``."""
         self._window_start = time.perf_counter()
         self._window_step = 0
 
@@ -416,3 +514,5 @@ class _EventsCallback(TrainerCallback):
                 artifacts=artifacts_under(folder, self.run.output_dir) if folder.is_dir() else None,
             )
         )
+        if self.on_checkpoint is not None and folder.is_dir() and not self.run.stop.is_set():
+            self.on_checkpoint(folder, state.global_step)

@@ -6,7 +6,8 @@ logged). Everything else goes over HTTP, so the same entry point runs as a local
 subprocess or as a task on another machine:
 
 1. ``GET  /v1/internal/jobs/{id}``: the job config (and whether it is cancelled already);
-2. ``GET  /v1/internal/jobs/{id}/dataset``: the uploaded file of a ``file`` dataset;
+2. ``GET  /v1/internal/jobs/{id}/dataset``: the uploaded file of a ``file`` dataset
+   (``?role=eval``: the evaluation's own file, ``trainer.eval.path``);
 3. :func:`arkor.engine.train`, whose events go to ``POST /v1/internal/jobs/{id}/events``
    (numbered with ``X-Event-Seq`` so a retried POST is stored once), while a thread
    beats ``POST /v1/internal/jobs/{id}/heartbeat`` every second.
@@ -137,19 +138,27 @@ class PlaneClient:
     def job(self) -> WorkerJob:
         return WorkerJob.model_validate_json(self._request("GET", "").content)
 
-    def download_dataset(self, folder: Path, source: FileDatasetSource) -> Path:
-        """Stream the job's uploaded dataset into ``folder``, named so its format is known."""
+    def download_dataset(
+        self, folder: Path, source: FileDatasetSource, *, role: str | None = None
+    ) -> Path:
+        """Stream the job's uploaded dataset into ``folder``, named so its format is known.
+
+        ``role="eval"`` fetches the evaluation's own rows (``trainer.eval.path``) instead.
+        """
+        what = "the eval file" if role == "eval" else "the dataset"
         try:
-            with self._http.stream("GET", f"{self._prefix}/dataset") as response:
+            with self._http.stream(
+                "GET", f"{self._prefix}/dataset", params={"role": role} if role else None
+            ) as response:
                 if not response.is_success:
                     response.read()
                     raise PlaneRefused(
-                        f"The control plane could not give the dataset ({response.status_code}): "
+                        f"The control plane could not give {what} ({response.status_code}): "
                         f"{_error_of(response)}"
                     )
                 name = Path(source.path or response.headers.get("x-filename") or "").name
                 if name in ("", ".", ".."):  # the plane refuses such names; older uploads have them
-                    name = "dataset"
+                    name = role or "dataset"
                 target = folder / name
                 digest = hashlib.sha256()
                 with target.open("wb") as handle:
@@ -157,10 +166,12 @@ class PlaneClient:
                         digest.update(chunk)
                         handle.write(chunk)
         except httpx.TransportError as error:
-            raise PlaneUnavailable(f"The dataset download broke off: {error}.") from error
+            raise PlaneUnavailable(f"The download of {what} broke off: {error}.") from error
         expected = response.headers.get("x-content-sha256")
         if expected and digest.hexdigest() != expected:
-            raise PlaneUnavailable("The dataset arrived damaged (its sha256 does not match).")
+            raise PlaneUnavailable(
+                f"{what.capitalize()} arrived damaged (its sha256 does not match)."
+            )
         return target
 
     def post_event(self, event: JobEvent) -> WorkerAck:
@@ -312,6 +323,12 @@ def run_job(
             dataset_file = None
             if isinstance(source, FileDatasetSource):
                 dataset_file = plane.download_dataset(Path(scratch), source)
+            spec = job.config.eval
+            eval_file = None
+            if spec is not None and spec.source is not None:
+                # a folder of its own: the eval file may have the dataset's name
+                (Path(scratch) / "eval").mkdir()
+                eval_file = plane.download_dataset(Path(scratch) / "eval", spec.source, role="eval")
             from arkor.engine._run import TrainingRun, train
 
             return train(
@@ -322,6 +339,7 @@ def run_job(
                     sink=PlaneSink(plane, store, stop),
                     stop=stop,
                     dataset_file=dataset_file,
+                    eval_file=eval_file,
                     resume=assignment.resume,
                 )
             )
