@@ -14,12 +14,13 @@ from arkor.sdk._chat import shared_system_prompt, training_system_prompt
 from arkor.sdk._contexts import (
     CheckpointContext,
     CompletedContext,
+    EvalContext,
     FailedContext,
     StartedContext,
     TrainingLogContext,
 )
-from arkor.sdk._dispatch import CALLBACK_NAMES, CallbackError
-from arkor.sdk._runner import load_entry, run_trainer, trainer_from_manifest
+from arkor.sdk._dispatch import CALLBACK_NAMES, CallbackError, MetricError
+from arkor.sdk._runner import load_custom_metrics, load_entry, run_trainer, trainer_from_manifest
 from arkor.sdk._session import (
     LOCAL_PLANE_URL,
     PlaneTarget,
@@ -38,7 +39,9 @@ __all__ = [
     "CallbackError",
     "CheckpointContext",
     "CompletedContext",
+    "EvalContext",
     "FailedContext",
+    "MetricError",
     "PlaneTarget",
     "Session",
     "StartedContext",
@@ -50,6 +53,7 @@ __all__ = [
     "create_arkor",
     "create_trainer",
     "is_arkor",
+    "load_custom_metrics",
     "load_entry",
     "open_session",
     "resolve_plane",

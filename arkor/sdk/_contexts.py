@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from arkor.cloud import Artifact, TrainingJob, TrainingLog
+from arkor.cloud import Artifact, EvalCompleted, EvalSample, EvalScore, TrainingJob, TrainingLog
 
 if TYPE_CHECKING:
     import httpx
@@ -101,6 +101,61 @@ class CheckpointContext:
             stream=stream,
             **extra,
         )
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """``on_eval``: the base model and the adapter answered the held-out rows.
+
+    ``metrics`` holds one :class:`~arkor.cloud.EvalScore` per metric (custom metrics
+    included, computed here from ``samples``), each with ``base``, ``adapter`` and the row
+    ``count``. ``final`` marks the eval after training, ``checkpoint`` a checkpoint's;
+    ``error`` is set (and ``metrics`` empty) when the eval could not run. ``warnings``
+    says when the rows are too few to trust a percentage.
+    """
+
+    job: TrainingJob
+    event: EvalCompleted = field(repr=False)
+
+    @property
+    def step(self) -> int | None:
+        return self.event.step
+
+    @property
+    def checkpoint(self) -> int | None:
+        return self.event.checkpoint
+
+    @property
+    def final(self) -> bool:
+        return self.event.final
+
+    @property
+    def requested(self) -> bool:
+        return self.event.requested
+
+    @property
+    def rows(self) -> int:
+        return self.event.rows
+
+    @property
+    def metrics(self) -> list[EvalScore]:
+        return self.event.metrics
+
+    @property
+    def samples(self) -> list[EvalSample]:
+        return self.event.samples
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.event.warnings
+
+    @property
+    def error(self) -> str | None:
+        return self.event.error
+
+    def metric(self, name: str) -> EvalScore | None:
+        """The score named ``name`` (``json_valid``, ``my_project.metrics:f1``), if measured."""
+        return next((score for score in self.event.metrics if score.name == name), None)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 Callbacks may be plain functions or coroutines. A callback that raises stops the wait at
 once with a :class:`CallbackError` whose ``__cause__`` is the user's exception: it is the
-user's bug, not a transport problem, so it is never retried.
+user's bug, not a transport problem, so it is never retried. Custom metrics are the
+user's code too, scored on each ``eval.completed`` before the callbacks see it
+(:func:`score_custom_metrics`): one that raises stops the wait the same way, with a
+:class:`MetricError` naming it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from arkor.cloud import (
     CheckpointSaved,
+    EvalCompleted,
     JobEvent,
     TrainingCompleted,
     TrainingFailed,
@@ -22,16 +26,25 @@ from arkor.cloud import (
     TrainingStarted,
 )
 from arkor.errors import ArkorError, UsageError
+from arkor.evals import CustomMetric, with_custom_metrics
 from arkor.sdk._contexts import (
     CheckpointContext,
     CompletedContext,
+    EvalContext,
     FailedContext,
     StartedContext,
     TrainingLogContext,
 )
 
 Callback = Callable[[Any], Any]
-CALLBACK_NAMES = ("on_started", "on_log", "on_checkpoint", "on_completed", "on_failed")
+CALLBACK_NAMES = (
+    "on_started",
+    "on_log",
+    "on_checkpoint",
+    "on_eval",
+    "on_completed",
+    "on_failed",
+)
 
 
 class CallbackError(ArkorError):
@@ -40,6 +53,35 @@ class CallbackError(ArkorError):
     def __init__(self, name: str, error: BaseException) -> None:
         self.callback = name
         super().__init__(f"The `{name}` callback raised {type(error).__name__}: {error}")
+
+
+class MetricError(CallbackError):
+    """A custom metric raised (or returned something that is not a number); ``__cause__`` says what."""
+
+    def __init__(self, target: str, error: BaseException) -> None:
+        self.callback = target
+        ArkorError.__init__(
+            self,
+            f"The custom metric `{target}` raised {type(error).__name__}: {error}. It is called "
+            "as metric(prediction, reference, row) for each answer and must return a number in "
+            "[0, 1] or a dict of them.",
+        )
+
+
+def score_custom_metrics(event: JobEvent, metrics: Mapping[str, CustomMetric]) -> JobEvent:
+    """``event`` with each custom metric scored, when it is an ``eval.completed``.
+
+    The worker never runs the user's code, so the client does, before callbacks and
+    display; a metric that raises stops the wait like a callback that raises.
+    """
+    if not metrics or not isinstance(event, EvalCompleted):
+        return event
+    for target, function in metrics.items():
+        try:
+            event = with_custom_metrics(event, {target: function})
+        except Exception as error:
+            raise MetricError(target, error) from error
+    return event
 
 
 def check_callback_names(callbacks: Mapping[str, Callback]) -> None:
@@ -112,6 +154,8 @@ class Dispatcher:
             return CompletedContext(job, dict(event.metrics or {}), list(event.artifacts or []))
         if isinstance(event, TrainingFailed):
             return FailedContext(job, event.error, event.step)
+        if isinstance(event, EvalCompleted):
+            return EvalContext(job, event)
         raise AssertionError(f"no context for {event.type}")
 
 
@@ -119,6 +163,7 @@ _CALLBACK_FOR = {
     "training.started": "on_started",
     "training.log": "on_log",
     "checkpoint.saved": "on_checkpoint",
+    "eval.completed": "on_eval",
     "training.completed": "on_completed",
     "training.failed": "on_failed",
 }

@@ -7,12 +7,16 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from arkor.errors import UsageError
+from arkor.errors import ManifestError, UsageError
 from arkor.sdk._arkor import is_arkor
 from arkor.sdk._dispatch import Callback
 from arkor.sdk._trainer import Trainer, TrainingResult
+
+if TYPE_CHECKING:
+    from arkor.evals import CustomMetric
+    from arkor.manifest import Manifest
 
 _CONFIG_SUFFIXES = (".toml", ".yaml", ".yml")
 
@@ -20,7 +24,7 @@ _CONFIG_SUFFIXES = (".toml", ".yaml", ".yml")
 def trainer_from_manifest(
     manifest_path: Path | None = None, *, cloud_url: str | None = None
 ) -> Trainer:
-    """A trainer replaying a verified, fresh manifest, its callbacks loaded by dotted path."""
+    """A trainer replaying a verified, fresh manifest, its callbacks and custom metrics loaded."""
     from arkor.manifest import (
         manifest_path_for,
         project_root_of,
@@ -30,29 +34,65 @@ def trainer_from_manifest(
     path = manifest_path or manifest_path_for(Path.cwd())
     manifest = read_fresh_manifest(path)
     root = project_root_of(path)
-    callbacks = _load_callbacks(
-        {event: entry.target for event, entry in manifest.callbacks.items()}, root
+    modules: dict[str, ModuleType] = {}
+    callbacks = _load_targets(
+        {event: entry.target for event, entry in manifest.callbacks.items()}, root, modules
     )
+    metrics = _custom_metrics(manifest, root, modules)
     dataset_file = root / manifest.dataset.path if manifest.dataset.path else None
+    evaluation = manifest.eval
+    eval_file = (
+        root / evaluation.file.path
+        if evaluation is not None and evaluation.file is not None and evaluation.file.path
+        else None
+    )
     return Trainer(
         manifest.job.name,
         manifest.job.config,
         callbacks=callbacks,
         dataset_file=dataset_file,
+        eval_file=eval_file,
+        custom_metrics=metrics,
         cloud_url=cloud_url or manifest.cloud_url,
         cwd=root,
     )
 
 
-def _load_callbacks(targets: Mapping[str, str], root: Path) -> dict[str, Callback]:
-    """Import each callback module once, so the callbacks of one module share its state.
+def load_custom_metrics(manifest: Manifest, root: Path) -> dict[str, CustomMetric]:
+    """The custom metrics ``manifest`` records, by dotted path, imported from the project at ``root``.
+
+    What scores an ``eval.completed`` on this machine (the worker runs no user code):
+    :meth:`Trainer.wait`, ``arkor eval`` and ``arkor jobs show`` add them to the event.
+    Raises :class:`~arkor.errors.ManifestError` when one no longer imports.
+    """
+    return _custom_metrics(manifest, root, {})
+
+
+def _custom_metrics(
+    manifest: Manifest, root: Path, modules: dict[str, ModuleType]
+) -> dict[str, CustomMetric]:
+    if manifest.eval is None or not manifest.eval.metrics:
+        return {}
+    targets = {metric.target: metric.target for metric in manifest.eval.metrics}
+    try:
+        return _load_targets(targets, root, modules)
+    except Exception as error:  # the user's module may raise anything while importing
+        raise ManifestError(
+            f"Cannot load the custom metrics the manifest names ({', '.join(targets)}): "
+            f"{type(error).__name__}: {error}. Fix the module, then run `arkor build`."
+        ) from error
+
+
+def _load_targets(
+    targets: Mapping[str, str], root: Path, modules: dict[str, ModuleType]
+) -> dict[str, Any]:
+    """Import each module once, so the functions of one module share its state.
 
     (An ``on_log`` that tracks the best loss and an ``on_completed`` that reports it must
-    see the same module, not two fresh imports of it.)
+    see the same module, not two fresh imports of it; so must a metric and ``on_eval``.)
     """
     from arkor.manifest import load_callback, split_target
 
-    modules: dict[str, ModuleType] = {}
     callbacks: dict[str, Callback] = {}
     for event, target in targets.items():
         module_name, attribute = split_target(target)

@@ -1,7 +1,8 @@
 """``create_trainer`` and ``Trainer``: one fine-tuning run driven from Python.
 
 ``start()`` submits the job once (idempotent; retried safely with one idempotency key),
-``wait()`` streams its events and calls the callbacks, each event once and in order,
+uploading the local data (and eval) files first; ``wait()`` streams its events, scores
+custom metrics on each eval, and calls the callbacks, each event once and in order,
 ``cancel()`` asks the plane to stop it. Each has an ``_async`` twin.
 """
 
@@ -44,7 +45,8 @@ from arkor.config import (
 )
 from arkor.config import Trainer as TrainerSpec
 from arkor.errors import ArkorError, UsageError
-from arkor.sdk._dispatch import Callback, Dispatcher, check_callback_names
+from arkor.evals import CustomMetric, is_builtin
+from arkor.sdk._dispatch import Callback, Dispatcher, check_callback_names, score_custom_metrics
 from arkor.sdk._session import Session, open_session
 
 
@@ -101,6 +103,8 @@ class Trainer:
         *,
         callbacks: Mapping[str, Callback] | None = None,
         dataset_file: Path | None = None,
+        eval_file: Path | None = None,
+        custom_metrics: Mapping[str, CustomMetric] | None = None,
         cloud_url: str | None = None,
         cwd: Path | None = None,
     ) -> None:
@@ -109,6 +113,10 @@ class Trainer:
         self.config = config
         self.callbacks = dict(callbacks or {})
         self.dataset_file = dataset_file
+        self.eval_file = eval_file
+        """The local file of ``trainer.eval.path``, uploaded by :meth:`start`."""
+        self.custom_metrics = dict(custom_metrics or {})
+        """Custom metrics by dotted path: scored here on every ``eval.completed``."""
         self.cloud_url = cloud_url
         self.cwd = cwd or Path.cwd()
         self.session: Session | None = None
@@ -140,7 +148,7 @@ class Trainer:
         return self.session
 
     def _resolved_config(self, session: Session) -> JobConfig:
-        """Fill in what only the plane or the environment can: the upload id, the secrets."""
+        """Fill in what only the plane or the environment can: the upload ids, the secrets."""
         source = self.config.dataset_source
         if isinstance(source, FileDatasetSource):
             if self.dataset_file is None:
@@ -158,7 +166,17 @@ class Trainer:
                     else None,
                 }
             )
-        return self.config.model_copy(update={"dataset_source": source})
+        evaluation = self.config.eval
+        if evaluation is not None and evaluation.source is not None:
+            if self.eval_file is None:
+                raise UsageError("An eval file (trainer.eval.path) needs its local path to upload.")
+            upload = session.client.upload(
+                session.scope, self.eval_file.read_bytes(), filename=self.eval_file.name
+            )
+            evaluation = evaluation.model_copy(
+                update={"source": evaluation.source.model_copy(update={"upload_id": upload.id})}
+            )
+        return self.config.model_copy(update={"dataset_source": source, "eval": evaluation})
 
     # --- wait ---------------------------------------------------------------------------
 
@@ -171,7 +189,10 @@ class Trainer:
     ) -> TrainingResult:
         """Follow the job's events to its end, calling the callbacks; return how it ended.
 
-        A callback that raises stops the wait at once with :class:`CallbackError`.
+        A callback that raises stops the wait at once with :class:`CallbackError`, and so
+        does a custom metric (:class:`MetricError`, a kind of it): both are the user's code.
+        ``on_event``, the callbacks and ``after_callbacks`` all see an ``eval.completed``
+        with the custom metrics already scored.
         ``abort.abort()`` (from another thread) stops the wait with :class:`WaitAborted`
         and leaves the job running. ``on_event`` sees every event before the callbacks and
         ``after_callbacks`` after them (the CLI draws its progress bar around their output).
@@ -180,8 +201,9 @@ class Trainer:
         dispatcher = self._dispatcher()
         terminal: JobEvent | None = None
         for batch in self._batches(abort):
-            for event in batch:
-                self._delivering(event, abort)
+            for delivered in batch:
+                self._delivering(delivered, abort)
+                event = score_custom_metrics(delivered, self.custom_metrics)
                 if on_event is not None:
                     on_event(event)
                 dispatcher.dispatch(event)
@@ -283,8 +305,9 @@ class Trainer:
         terminal: JobEvent | None = None
         try:
             while (batch := await asyncio.to_thread(next, batches, None)) is not None:
-                for event in batch:
-                    self._delivering(event, stop)
+                for delivered in batch:
+                    self._delivering(delivered, stop)
+                    event = score_custom_metrics(delivered, self.custom_metrics)
                     if on_event is not None:
                         on_event(event)
                     await dispatcher.dispatch_async(event)
@@ -317,9 +340,14 @@ def create_trainer(
             max_steps=100,
             callbacks={"on_checkpoint": on_checkpoint},
         )
+
+    ``eval={...}`` takes ``[trainer.eval]``'s keys; its ``path`` and its custom metrics'
+    modules are found from ``cwd``.
     """
-    from arkor.manifest import inspect_dataset, job_config_for
+    from arkor._fs import sha256_file
+    from arkor.manifest import inspect_dataset, job_config_for, load_callback
     from arkor.manifest._dataset import DatasetReport
+    from arkor.manifest._eval import eval_spec_for
 
     cwd = cwd or Path.cwd()
     try:
@@ -348,14 +376,7 @@ def create_trainer(
                     )
                 ]
             )
-        fmt = (
-            spec.dataset_format
-            if isinstance(spec.dataset_format, str)
-            else spec.dataset_format.model_dump()
-        )
-        report = inspect_dataset(dataset_file, spec.dataset.path, fmt)
-        from arkor._fs import sha256_file
-
+        report = inspect_dataset(dataset_file, spec.dataset.path, _format_of(spec))
         source = FileDatasetSource(path=spec.dataset.path, sha256=sha256_file(dataset_file)[0])
     elif isinstance(spec.dataset, BlobDataset):
         source = BlobDatasetSource(url=spec.dataset.url, token=spec.dataset.token)
@@ -363,12 +384,40 @@ def create_trainer(
         source = HuggingfaceDatasetSource(
             name=spec.dataset.name, split=spec.dataset.split, subset=spec.dataset.subset
         )
-    config = job_config_for(spec, source, report)
+    eval_file: Path | None = None
+    eval_source: FileDatasetSource | None = None
+    custom: dict[str, CustomMetric] = {}
+    if spec.eval is not None:
+        if spec.eval.path is not None:
+            eval_file = (cwd / spec.eval.path).resolve()
+            if not eval_file.is_file():
+                raise ConfigError(
+                    [
+                        ConfigIssue(
+                            f"the eval file {eval_file} does not exist.",
+                            Location("create_trainer()"),
+                            ("eval", "path"),
+                        )
+                    ]
+                )
+            inspect_dataset(eval_file, spec.eval.path, _format_of(spec))
+            eval_source = FileDatasetSource(path=spec.eval.path, sha256=sha256_file(eval_file)[0])
+        custom = {
+            name: load_callback(name, cwd) for name in spec.eval.metrics if not is_builtin(name)
+        }
+    config = job_config_for(spec, source, report, eval_spec_for(spec, eval_source, None))
     return Trainer(
         spec.name,
         config,
         callbacks=callbacks,
         dataset_file=dataset_file,
+        eval_file=eval_file,
+        custom_metrics=custom,
         cloud_url=cloud_url,
         cwd=cwd,
     )
+
+
+def _format_of(spec: TrainerSpec) -> str | dict[str, str]:
+    value = spec.dataset_format
+    return value if isinstance(value, str) else value.model_dump()
