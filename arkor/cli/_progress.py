@@ -7,8 +7,8 @@ import sys
 import time
 from typing import TextIO
 
-from arkor.cli._output import interactive, style
-from arkor.cloud import JobEvent
+from arkor.cli._output import eval_table_lines, interactive, style
+from arkor.cloud import EvalSpec, JobEvent
 
 _BAR_WIDTH = 24
 
@@ -22,11 +22,20 @@ class RunDisplay:
         json_lines: bool = False,
         stream: TextIO | None = None,
         summary_states_error: bool = False,
+        evaluation: EvalSpec | None = None,
+        final_eval_later: bool = False,
     ) -> None:
         self.stream = stream or sys.stdout
         self.json_lines = json_lines
         self.summary_states_error = summary_states_error
         """A summary after the run gives the error, so the failed line does not repeat it."""
+        self.evaluation = evaluation
+        """The run's eval block: after the last step (and checkpoints, when asked) the run
+        goes quiet while base and adapter answer the held-out rows, and the display says so."""
+        self.final_eval_later = final_eval_later
+        """The final eval's table is printed after the run (``arkor start``), not as it arrives."""
+        self.held_out_rows: int | None = None
+        self._evaluating = False
         self.live = not json_lines and _is_tty(self.stream)
         self.max_steps: int | None = None
         self.started_at: float | None = None
@@ -54,6 +63,8 @@ class RunDisplay:
                 for key in ("model", "device", "trainRows")
                 if key in metadata
             )
+            held = metadata.get("heldOutRows")
+            self.held_out_rows = held if isinstance(held, int) else None
             began = f"resumed from step {resumed}" if self.from_step else "started"
             self._line(f"training {began} ({details})")
             for warning in metadata.get("warnings") or ():
@@ -66,8 +77,23 @@ class RunDisplay:
             elif event.eval_loss is not None:
                 self._line(f"step {event.step}: eval loss {event.eval_loss:.4f}")
             self._step = event.step
+            self._maybe_evaluating(event.step)
         elif event.type == "checkpoint.saved":
             self._line(f"checkpoint saved at step {event.step}")
+            if (
+                self.evaluation is not None
+                and self.evaluation.at_checkpoints
+                and not self._last_step(event.step)
+            ):
+                self._line(f"evaluating the checkpoint on {self._eval_rows()} held-out rows…")
+            self._maybe_evaluating(event.step)
+        elif event.type == "eval.completed":
+            if event.final and self.final_eval_later and not event.error:
+                seconds = f" in {event.seconds:.1f} s" if event.seconds is not None else ""
+                self._line(f"evaluated on {event.rows} held-out rows{seconds}")
+            else:
+                for line in eval_table_lines(event):
+                    self._line(line)
         elif event.type == "training.completed":
             self._line(style("training completed", "green"))
         elif event.type == "training.failed":
@@ -81,9 +107,26 @@ class RunDisplay:
         if (
             self.live
             and self._step is not None
+            and not self._evaluating
             and event.type in ("training.log", "checkpoint.saved")
         ):
             self._bar(self._step)
+
+    def _maybe_evaluating(self, step: int) -> None:
+        """Once the last step is reached, say that the eval runs now (no event comes until it ends)."""
+        if self.evaluation is None or self._evaluating or not self._last_step(step):
+            return
+        self._evaluating = True
+        self._line(f"evaluating the adapter against its base on {self._eval_rows()} held-out rows…")
+
+    def _last_step(self, step: int) -> bool:
+        return self.max_steps is not None and step >= self.max_steps
+
+    def _eval_rows(self) -> str:
+        assert self.evaluation is not None
+        if self.held_out_rows is None:
+            return f"up to {self.evaluation.rows}"
+        return str(min(self.evaluation.rows, self.held_out_rows))
 
     def _lift_bar(self) -> None:
         if self._bar_shown:

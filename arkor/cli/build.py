@@ -11,7 +11,7 @@ from arkor.cli._options import ConfigOption, JsonOption, SetOption
 
 if TYPE_CHECKING:
     from arkor.cloud import JobConfig
-    from arkor.manifest import BuildResult
+    from arkor.manifest import BuildResult, Manifest
 
 
 def build(
@@ -110,8 +110,10 @@ def _summary(result: BuildResult, *, locked: bool, upgrading: bool) -> None:
         ("stack", _stack(config)),
         ("steps", steps),
         ("callbacks", callbacks),
+        ("eval", _eval(manifest)),
     ):
-        echo(f"  {label:<10}{value}")
+        if value:
+            echo(f"  {label:<10}{value}")
     for move in result.moves:
         echo(f"  {style('moved', 'yellow'):<10}{move.describe()}")
     if upgrading and not result.moves:
@@ -125,6 +127,28 @@ def _summary(result: BuildResult, *, locked: bool, upgrading: bool) -> None:
                 "yellow",
             )
         )
+
+
+def _eval(manifest: Manifest) -> str | None:
+    """The metrics, and which rows they are measured on: listed by hash when build chose them."""
+    spec = manifest.job.config.eval
+    if spec is None:
+        return None
+    metrics = ", ".join(spec.metrics)
+    held = manifest.eval.held_out if manifest.eval is not None else None
+    if held is not None:
+        count = len(held.row_sha256)
+        of = (
+            f"of {spec.source.path}"
+            if spec.source is not None
+            else f"held out of {held.total_rows} (listed by hash in the manifest)"
+        )
+        return f"{metrics} on {min(spec.rows, count)} of the {count} rows {of}"
+    if isinstance(spec.held_out, str):
+        return f'{metrics} on up to {spec.rows} rows of the "{spec.held_out}" split'
+    if spec.source is not None:
+        return f"{metrics} on up to {spec.rows} rows of {spec.source.path}"
+    return f"{metrics} on up to {spec.rows} of a {spec.held_out} fraction of the rows"
 
 
 def _model_pin(config: JobConfig) -> str:

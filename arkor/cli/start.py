@@ -11,6 +11,7 @@ import typer
 from arkor.cli._options import JsonOption
 
 if TYPE_CHECKING:
+    from arkor.cloud import EvalCompleted, JobEvent
     from arkor.sdk import Trainer, TrainingResult
 
 
@@ -31,6 +32,9 @@ def start(
     json_output: JsonOption = False,
 ) -> int:
     """Run the manifest on a control plane: upload data, submit, follow, call the callbacks.
+
+    A run with [trainer.eval] ends with a table: each metric for the base model and the
+    adapter on the held-out rows, and the change.
 
     Uses the configured plane, else a running `arkor serve`, else one embedded in this
     process. Exit 0 when the job completes, 1 when it fails or is cancelled, 130 on Ctrl-C.
@@ -92,13 +96,26 @@ def _run(
                     f"Follow it with `arkor jobs logs {job.id} --follow`; cancel with `arkor jobs cancel {job.id}`."
                 )
             return 0
-        display = RunDisplay(json_lines=json_output, stream=out, summary_states_error=True)
+        display = RunDisplay(
+            json_lines=json_output,
+            stream=out,
+            summary_states_error=True,
+            evaluation=trainer.config.eval,
+            final_eval_later=True,
+        )
+        finals: list[EvalCompleted] = []
+
+        def on_event(event: JobEvent) -> None:
+            if event.type == "eval.completed" and event.final:
+                finals.append(event)
+            display.event(event)
+
         try:
-            result = trainer.wait(on_event=display.event, after_callbacks=display.redraw)
+            result = trainer.wait(on_event=on_event, after_callbacks=display.redraw)
         except KeyboardInterrupt:
             _interrupted(trainer, job.id, session.kind == "embedded")
             return 130
-        _summary(trainer, result, json_output, out)
+        _summary(trainer, result, json_output, out, finals)
         return 0 if result.status == "completed" else 1
     finally:
         trainer.close()
@@ -132,8 +149,15 @@ def _interrupted(trainer: Trainer, job_id: str, embedded: bool) -> None:
     )
 
 
-def _summary(trainer: Trainer, result: TrainingResult, json_output: bool, out: TextIO) -> None:
-    from arkor.cli._output import echo, print_json_line, style
+def _summary(
+    trainer: Trainer,
+    result: TrainingResult,
+    json_output: bool,
+    out: TextIO,
+    finals: list[EvalCompleted],
+) -> None:
+    """How the run ended; in human mode each final eval's table too (JSON lines carried it)."""
+    from arkor.cli._output import echo, eval_table_lines, print_json_line, style
 
     adapter = _adapter_location(trainer, result)
     if json_output:
@@ -158,6 +182,10 @@ def _summary(trainer: Trainer, result: TrainingResult, json_output: bool, out: T
         echo(f"  adapter   {adapter}")
     if result.error and result.status != "completed":
         echo(f"  error     {result.error}")
+    for event in finals:
+        echo("")
+        for line in eval_table_lines(event):
+            echo(line)
     if result.status == "completed":
         job_id = result.job.id
         echo(
