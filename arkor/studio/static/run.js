@@ -1,11 +1,13 @@
 // Run detail: status, live chart and event log (first the stored events, then the
-// event stream from lastEventId on), checkpoints to chat with, artifacts to download.
+// event stream from lastEventId on), the evaluation of the adapter against its base,
+// checkpoints to chat with, artifacts to download.
 
 import { get, post, sse, withToken } from './api.js';
 import { h, report, toast, progress, fmtTime, fmtFull, fmtDuration, fmtNum, fmtBytes, busy } from './dom.js';
 import { createChart } from './chart.js';
+import { createEvalSection } from './evals.js';
 
-const TYPES = ['training.started', 'training.log', 'checkpoint.saved', 'training.completed', 'training.failed', 'training.cancelled'];
+const TYPES = ['training.started', 'training.log', 'checkpoint.saved', 'eval.completed', 'training.completed', 'training.failed', 'training.cancelled'];
 const TERMINAL = new Set(['training.completed', 'training.failed', 'training.cancelled']);
 const LOG_LIMIT = 2000;
 
@@ -20,6 +22,13 @@ function describe(ev) {
     if (typeof ev.samplesPerSecond === 'number') parts.push(`${fmtNum(ev.samplesPerSecond, 3)} samples/s`);
   }
   if (ev.type === 'training.failed' && ev.error) parts.push(String(ev.error));
+  if (ev.type === 'eval.completed') {
+    if (ev.checkpoint !== undefined && ev.checkpoint !== null) parts.push(`checkpoint ${ev.checkpoint}`);
+    if (ev.requested) parts.push('run again');
+    parts.push(`${ev.rows} rows`);
+    if (ev.error) parts.push(`failed: ${ev.error}`);
+    for (const m of ev.metrics || []) parts.push(`${m.name} ${fmtNum(m.base)} → ${fmtNum(m.adapter)}`);
+  }
   if (ev.type === 'training.completed' && ev.metrics) {
     for (const [k, v] of Object.entries(ev.metrics)) parts.push(`${k} ${typeof v === 'number' ? fmtNum(v) : String(v)}`);
   }
@@ -70,6 +79,7 @@ export function render(main, { id }) {
   const checkpoints = h('ul', { class: 'list' });
   const artifacts = h('div', { class: 'artifacts', 'data-testid': 'artifacts' });
   const config = h('dl', { class: 'kv' });
+  const evaluation = createEvalSection(id, ctl.signal);
 
   main.append(
     h('div', { class: 'page-head' }, h('div', {}, h('p', { class: 'crumb' }, h('a', { href: '/runs' }, 'Runs'), ' / ', id), title),
@@ -77,6 +87,7 @@ export function render(main, { id }) {
     h('div', { class: 'run-meta' }, status, model, prog, duration),
     errorBox,
     h('section', { class: 'card' }, h('h2', {}, 'Training'), chart.el),
+    evaluation.el,
     h('div', { class: 'grid2' },
       h('section', { class: 'card' }, h('h2', {}, 'Checkpoints'), checkpoints),
       h('section', { class: 'card' }, h('h2', {}, 'Artifacts'), artifacts)),
@@ -101,6 +112,7 @@ export function render(main, { id }) {
       const started = Date.parse(run.startedAt);
       ticker = setInterval(() => { duration.textContent = fmtDuration((Date.now() - started) / 1000); }, 1000);
     }
+    evaluation.update({ run });
   }
 
   const chatLink = (what, query) => h('a', { class: 'btn small', href: `/playground?${query}`, 'aria-label': `Chat with ${what}` }, 'Chat with this');
@@ -145,6 +157,7 @@ export function render(main, { id }) {
 
   function apply(ev) {
     logEvent(ev);
+    evaluation.onEvent(ev);
     if (ev.type === 'training.log') {
       chart.add(ev);
       if (summary && typeof ev.step === 'number') prog.update(ev.step, summary.maxSteps);
@@ -161,6 +174,7 @@ export function render(main, { id }) {
       const detail = await get(`/api/runs/${enc}`, { signal: ctl.signal });
       showSummary(detail.run);
       showFiles(detail);
+      evaluation.update({ run: detail.run, checkpoints: detail.checkpoints });
     } catch (err) { report(err); }
   }
 
@@ -204,6 +218,8 @@ export function render(main, { id }) {
     }
     showSummary(detail.run);
     showFiles(detail);
+    evaluation.update({ run: detail.run, config: detail.config, checkpoints: detail.checkpoints });
+    for (const ev of detail.events) evaluation.onEvent(ev); // an eval.completed among them loads the evals
     const frag = document.createDocumentFragment();
     const shown = detail.events.slice(-LOG_LIMIT);
     for (const ev of shown) frag.append(eventItem(ev));
