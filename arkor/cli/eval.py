@@ -68,10 +68,7 @@ def eval_job(
         bar.finish()
     finally:
         session.close()
-    if custom:
-        from arkor.evals import with_custom_metrics
-
-        event = with_custom_metrics(event, custom)
+    event = scored(event, custom)
     if json_output:
         print_json_line(event.to_wire())
         return 0
@@ -134,18 +131,15 @@ def custom_metrics(job: TrainingJob, *, quiet: bool = False) -> dict[str, Custom
     wanted = [name for name in (spec.metrics if spec else []) if not is_builtin(name)]
     if not wanted:
         return {}
-    import importlib
-
     from arkor.manifest import manifest_path_for, project_root_of, read_manifest
+    from arkor.sdk import load_custom_metrics
 
-    # the manifest's custom metrics come with the SDK's loader; an SDK without it loads none
-    load = getattr(importlib.import_module("arkor.sdk"), "load_custom_metrics", None)
     path = manifest_path_for(Path.cwd())
     why = f"this folder's build manifest ({path}) does not provide them"
     loaded: dict[str, CustomMetric] = {}
     try:
-        if load is not None and path.is_file():
-            loaded = load(read_manifest(path), project_root_of(path))
+        if path.is_file():
+            loaded = load_custom_metrics(read_manifest(path), project_root_of(path))
     except ArkorError as error:
         why = f"they could not be loaded: {error}"
     found = {target: loaded[target] for target in wanted if target in loaded}
@@ -156,6 +150,19 @@ def custom_metrics(job: TrainingJob, *, quiet: bool = False) -> dict[str, Custom
             "`arkor eval` in the job's project folder, after `arkor build`, to include them."
         )
     return found
+
+
+def scored(event: EvalCompleted, custom: dict[str, CustomMetric]) -> EvalCompleted:
+    """``event`` with each custom metric scored; one that raises is a :class:`MetricError`."""
+    from arkor.evals import with_custom_metrics
+    from arkor.sdk import MetricError
+
+    for target, function in custom.items():
+        try:
+            event = with_custom_metrics(event, {target: function})
+        except Exception as error:  # the user's code may raise anything
+            raise MetricError(target, error) from error
+    return event
 
 
 class _ProgressBar:

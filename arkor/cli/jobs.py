@@ -122,15 +122,21 @@ def show(job_id: JobIdArgument, json_output: JsonOption = False) -> int:
 
 def job_evals(job: TrainingJob, events: list[JobEvent]) -> list[EvalCompleted]:
     """The job's ``eval.completed`` events in order, with the custom metrics its config names
-    added when this folder's build manifest provides them."""
+    added when this folder's build manifest provides them (a metric that raises is left out,
+    with a warning: the job is still shown)."""
     evals = [event for event in events if event.type == "eval.completed"]
     if not evals:
         return []
-    from arkor.cli.eval import custom_metrics
-    from arkor.evals import with_custom_metrics
+    from arkor.cli._output import warn
+    from arkor.cli.eval import custom_metrics, scored
+    from arkor.sdk import MetricError
 
     custom = custom_metrics(job, quiet=True)
-    return [with_custom_metrics(event, custom) for event in evals]
+    try:
+        return [scored(event, custom) for event in evals]
+    except MetricError as error:
+        warn(f"{error} The evals are shown without the custom metrics.")
+        return evals
 
 
 def final_metrics(events: list[JobEvent]) -> dict[str, Any] | None:
