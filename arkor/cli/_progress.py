@@ -77,16 +77,14 @@ class RunDisplay:
             elif event.eval_loss is not None:
                 self._line(f"step {event.step}: eval loss {event.eval_loss:.4f}")
             self._step = event.step
-            self._maybe_evaluating(event.step)
+            if not self._at_checkpoints():
+                self._maybe_evaluating(event.step)
         elif event.type == "checkpoint.saved":
             self._line(f"checkpoint saved at step {event.step}")
-            if (
-                self.evaluation is not None
-                and self.evaluation.at_checkpoints
-                and not self._last_step(event.step)
-            ):
+            if self._at_checkpoints():
                 self._line(f"evaluating the checkpoint on {self._eval_rows()} held-out rows…")
-            self._maybe_evaluating(event.step)
+            else:
+                self._maybe_evaluating(event.step)
         elif event.type == "eval.completed":
             if event.final and self.final_eval_later and not event.error:
                 seconds = f" in {event.seconds:.1f} s" if event.seconds is not None else ""
@@ -94,6 +92,10 @@ class RunDisplay:
             else:
                 for line in eval_table_lines(event):
                     self._line(line)
+            if event.checkpoint is not None and not event.final and not event.requested:
+                self._maybe_evaluating(
+                    event.checkpoint
+                )  # the last checkpoint's, then the adapter's
         elif event.type == "training.completed":
             self._line(style("training completed", "green"))
         elif event.type == "training.failed":
@@ -118,6 +120,9 @@ class RunDisplay:
             return
         self._evaluating = True
         self._line(f"evaluating the adapter against its base on {self._eval_rows()} held-out rows…")
+
+    def _at_checkpoints(self) -> bool:
+        return self.evaluation is not None and self.evaluation.at_checkpoints
 
     def _last_step(self, step: int) -> bool:
         return self.max_steps is not None and step >= self.max_steps

@@ -138,12 +138,13 @@ def _eval(manifest: Manifest) -> str | None:
     held = manifest.eval.held_out if manifest.eval is not None else None
     if held is not None:
         count = len(held.row_sha256)
+        used = f"the {count}" if spec.rows >= count else f"{spec.rows} of the {count}"
         of = (
             f"of {spec.source.path}"
             if spec.source is not None
-            else f"held out of {held.total_rows} (listed by hash in the manifest)"
+            else f"held out of {held.total_rows}, listed by hash in the manifest"
         )
-        return f"{metrics} on {min(spec.rows, count)} of the {count} rows {of}"
+        return f"{metrics} on {used} rows {of}"
     if isinstance(spec.held_out, str):
         return f'{metrics} on up to {spec.rows} rows of the "{spec.held_out}" split'
     if spec.source is not None:

@@ -319,7 +319,7 @@ def test_an_eval_file_is_digested_and_its_rows_listed(project: Path, cli: CliRun
     assert spec["source"] == {"type": "file", "path": "data/eval.jsonl", "sha256": digest}
     assert spec["heldOutSha256"] == rows_digest(hashes)
     assert "heldOut" not in spec  # nothing of the training data is held out for it
-    assert "5 of the 5 rows of data/eval.jsonl" in result.stdout
+    assert "on the 5 rows of data/eval.jsonl" in result.stdout
     write_jsonl(project, "data/eval.jsonl", chat_rows(31)[25:])
     staleness = check_staleness(read_manifest(project / MANIFEST_RELATIVE_PATH), project)
     assert staleness.changed == ["data/eval.jsonl"]
