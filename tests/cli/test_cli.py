@@ -16,7 +16,7 @@ from tests.utils.cli import CliRunner, run_process
 from tests.utils.projects import MINIMAL_TOML, callbacks_project, minimal_project, write
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = ("init", "validate", "build", "schema", "start", "serve", "dev", "orgs", "login")
+COMMANDS = ("init", "validate", "build", "schema", "start", "serve", "dev", "orgs", "login", "eval")
 HEAVY = ("pydantic", "jsonschema", "httpx", "yaml", "torch", "transformers", "posthog")
 ANSI = "\x1b["
 
