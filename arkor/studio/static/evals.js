@@ -86,6 +86,7 @@ export function createEvalSection(runId, signal) {
   let spec = null;
   let run = null;
   let lastStep = null;
+  let heldOut = null; // how many rows the run held out, once training.started says
   let pendingCheckpoints = new Set();
   let finalSeen = false; // the end-of-training eval arrived (its details may still be loading)
   let running = false; // a run-again in progress
@@ -143,7 +144,7 @@ export function createEvalSection(runId, signal) {
     const state = run ? run.status : 'queued';
     if (state === 'completed') return 'No evaluation was recorded for this run.';
     if (state === 'failed' || state === 'cancelled') return 'The run ended before its eval ran.';
-    const rows = spec.rows ? `${spec.rows} ` : '';
+    const rows = typeof heldOut === 'number' ? `${Math.min(heldOut, spec.rows || heldOut)} ` : '';
     return `When training ends, the base model and the adapter answer the same ${rows}held-out rows, and the comparison shows here.`;
   }
 
@@ -281,6 +282,7 @@ export function createEvalSection(runId, signal) {
     /** An event of the run: steps and checkpoints say when an eval runs; an eval.completed reloads. */
     onEvent(ev) {
       if (ev.type === 'training.log' && typeof ev.step === 'number') lastStep = Math.max(lastStep ?? 0, ev.step);
+      else if (ev.type === 'training.started' && ev.metadata && typeof ev.metadata.heldOutRows === 'number') heldOut = ev.metadata.heldOutRows;
       else if (ev.type === 'checkpoint.saved' && spec && spec.atCheckpoints) pendingCheckpoints.add(ev.step);
       else if (ev.type === 'eval.completed') {
         if (ev.checkpoint !== undefined && ev.checkpoint !== null) pendingCheckpoints.delete(ev.checkpoint);
