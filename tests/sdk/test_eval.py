@@ -13,7 +13,7 @@ from arkor.cloud import EvalCompleted, EvalSample
 from arkor.manifest import MANIFEST_RELATIVE_PATH, read_manifest
 from arkor.sdk import MetricError, load_custom_metrics
 from arkor.sdk._dispatch import score_custom_metrics
-from tests.sdk.conftest import build_args, recorded
+from tests.sdk.conftest import RECORDING_CALLBACKS, build_args, recorded
 from tests.utils.cli import CliRunner
 from tests.utils.ports import unused_arkor_port
 from tests.utils.projects import write
@@ -55,7 +55,7 @@ def on_eval(ctx):
             {"sha256": s.sha256, "reference": s.reference, "base": s.base, "adapter": s.adapter}
             for s in ctx.samples
         ],
-        adapter_overlap=ctx.metric("demo.metrics:overlap").adapter,
+        adapter_overlap=getattr(ctx.metric("demo.metrics:overlap"), "adapter", None),
     )
 """
 
@@ -63,14 +63,21 @@ EVAL_SETTINGS = (
     'trainer.eval.metrics=["exact_match", "rouge_l", "demo.metrics:overlap", "demo.metrics:shape"]',
     "trainer.eval.max_new_tokens=8",
     "trainer.eval.rows=6",
-    "trainer.callbacks.on_eval=demo.callbacks:on_eval",
 )
+
+
+@pytest.fixture
+def trained_project(project: Path, tiny_model: Path) -> Path:
+    """`arkor init` (blank template, whose config names on_eval) with recording callbacks, built."""
+    assert run(["init", "--yes", "--template", "blank", "--name", "demo"]) == 0
+    write(project, "demo/callbacks.py", RECORDING_CALLBACKS + ON_EVAL)
+    assert 'on_eval = "demo.callbacks:on_eval"' in (project / "arkor.toml").read_text("utf-8")
+    assert run(build_args(tiny_model)) == 0
+    return project
 
 
 def with_metrics(project: Path) -> None:
     write(project, "demo/metrics.py", METRICS)
-    callbacks = project / "demo" / "callbacks.py"
-    callbacks.write_text(callbacks.read_text(encoding="utf-8") + ON_EVAL, encoding="utf-8")
 
 
 def overlap(prediction: str, reference: str) -> float:
@@ -204,3 +211,36 @@ def test_a_metric_that_returns_no_number_is_named() -> None:
 
     with pytest.raises(MetricError, match=r"`my.metrics:halves` raised ValueError"):
         score_custom_metrics(event_with(SAMPLES), {"my.metrics:halves": halves})
+
+
+def test_an_eval_file_is_uploaded_and_its_rows_evaluated(
+    trained_project: Path, cli: CliRunner, tiny_model: Path
+) -> None:
+    """``trainer.eval.path``: start uploads the file; the worker asks its rows, nothing else."""
+    config = trained_project / "arkor.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("held_out = 0.1\n", ""), encoding="utf-8"
+    )
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Spell {word} backwards."},
+                {"role": "assistant", "content": word[::-1]},
+            ]
+        }
+        for word in ("lamp", "river", "stone")
+    ]
+    write(trained_project, "data/eval.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    settings = ("trainer.eval.path=data/eval.jsonl", "trainer.eval.max_new_tokens=4")
+    assert run(build_args(tiny_model, *settings)) == 0
+    manifest = read_manifest(trained_project / MANIFEST_RELATIVE_PATH)
+    assert manifest.eval is not None and manifest.eval.held_out is not None
+    result = cli("start", "--json")
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    (event,) = [line for line in lines if line.get("type") == "eval.completed"]
+    assert event.get("error") is None
+    assert event["rows"] == event["heldOutRows"] == 3
+    assert event["heldOutSha256"] == manifest.eval.held_out.rows_digest
+    assert [sample["sha256"] for sample in event["samples"]] == manifest.eval.held_out.row_sha256
+    assert [sample["reference"] for sample in event["samples"]] == ["pmal", "revir", "enots"]
