@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -244,3 +245,28 @@ def test_an_eval_file_is_uploaded_and_its_rows_evaluated(
     assert event["heldOutSha256"] == manifest.eval.held_out.rows_digest
     assert [sample["sha256"] for sample in event["samples"]] == manifest.eval.held_out.row_sha256
     assert [sample["reference"] for sample in event["samples"]] == ["pmal", "revir", "enots"]
+
+
+def test_create_trainer_takes_an_eval_block(project: Path) -> None:
+    """The SDK's trainer: the eval file checked and digested, custom metrics loaded from cwd."""
+    from arkor.sdk import create_trainer
+
+    write(project, "demo/__init__.py", "")
+    write(project, "demo/metrics.py", METRICS)
+    row = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ho"}]}
+    write(project, "data/train.jsonl", json.dumps(row) + "\n")
+    eval_file = write(project, "data/eval.jsonl", json.dumps(row) + "\n")
+    trainer = create_trainer(
+        name="demo",
+        model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        dataset={"type": "file", "path": "data/train.jsonl"},
+        eval={"path": "data/eval.jsonl", "metrics": ["json_valid", "demo.metrics:overlap"]},
+        cwd=project,
+    )
+    spec = trainer.config.eval
+    assert spec is not None and spec.source is not None
+    assert spec.source.sha256 == hashlib.sha256(eval_file.read_bytes()).hexdigest()
+    assert spec.held_out is None and spec.metrics == ["json_valid", "demo.metrics:overlap"]
+    assert trainer.eval_file == eval_file.resolve()
+    assert list(trainer.custom_metrics) == ["demo.metrics:overlap"]
+    assert trainer.custom_metrics["demo.metrics:overlap"]("a b", "a", {}) == 0.5
