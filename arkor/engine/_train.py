@@ -254,7 +254,8 @@ class LoraRecipe:
         try:
             if self.eval_engine is None:
                 self.eval_engine = InferenceEngine(max_bases=1, placement=self.placement)
-            with torch.random.fork_rng():  # loading a model must not move training's RNG
+            # loading and running a model must not move the RNG training goes on with
+            with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
                 event = evaluate(
                     held.items,
                     spec,

@@ -49,6 +49,7 @@ def run(
     eval_block: dict[str, Any],
     **overrides: Any,
 ) -> tuple[TrainingOutcome, ListSink, Path]:
+    tmp_path.mkdir(exist_ok=True)
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in data), encoding="utf-8")
     config = JobConfig.model_validate(
@@ -156,6 +157,13 @@ def test_each_checkpoint_is_evaluated_after_it_is_saved(tiny_model: Path, tmp_pa
     assert all(e.error is None and e.rows == 4 for e in events)
     # the base answers once for the run: every event carries the same base answers
     assert len({tuple(s.base for s in e.samples) for e in events}) == 1
+    # evaluating mid-run leaves training as it was: the same losses as without
+    _, plain, _ = run(tiny_model, tmp_path / "plain", rows(), {**EVAL, "rows": 4})
+    assert losses(plain) == losses(sink)
+
+
+def losses(sink: ListSink) -> list[float | None]:
+    return [event.loss for event in sink.events if event.type == "training.log"]
 
 
 def test_an_eval_that_fails_is_reported_and_the_run_completes(
