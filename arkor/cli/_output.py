@@ -98,10 +98,11 @@ def eval_table_lines(event: Any) -> list[str]:
     """
     from arkor.evals import table_rows
 
-    what = f"checkpoint {event.checkpoint}" if event.checkpoint is not None else "adapter"
-    step = f" at step {event.step}" if event.step is not None else ""
+    what = "checkpoint" if event.checkpoint is not None else "adapter"
+    step = event.checkpoint if event.checkpoint is not None else event.step
+    where = f" at step {step}" if step is not None else ""
     heading = (
-        f"Eval of the {what}{step} on {event.rows} held-out row{'s' if event.rows != 1 else ''}"
+        f"Eval of the {what}{where} on {event.rows} held-out row{'s' if event.rows != 1 else ''}"
     )
     if event.error:
         return [f"{heading}: failed. {event.error}"]

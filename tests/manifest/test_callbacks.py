@@ -71,7 +71,7 @@ def test_both_target_forms_resolve(project: Path, cli: CliRunner, target: str) -
 
 
 def test_every_event_is_recorded(project: Path, cli: CliRunner) -> None:
-    """All five events may name callbacks; each gets its own entry."""
+    """All six events may name callbacks; each gets its own entry."""
     events = ("on_started", "on_log", "on_checkpoint", "on_completed", "on_failed")
     body = "".join(f"def {event}(ctx):\n    pass\n\n\n" for event in events)
     minimal_project(

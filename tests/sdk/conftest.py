@@ -43,6 +43,10 @@ def on_checkpoint(ctx):
     record("checkpoint", step=ctx.step, status=response.status_code, answer=answer)
 
 
+def on_eval(ctx):
+    record("eval", step=ctx.step, final=ctx.final, rows=ctx.rows)
+
+
 def on_completed(ctx):
     record("completed", metrics=ctx.metrics)
 

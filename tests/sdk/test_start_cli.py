@@ -35,7 +35,16 @@ def test_start_trains_and_calls_the_callbacks_in_order(
     assert "embedded local plane" in result.stdout
     seen = recorded(trained_project)
     kinds = [entry["kind"] for entry in seen]
-    assert kinds == ["started", "log", "checkpoint", "log", "log", "checkpoint", "completed"]
+    assert kinds == [
+        "started",
+        "log",
+        "checkpoint",
+        "log",
+        "log",
+        "checkpoint",
+        "eval",
+        "completed",
+    ]
     assert [entry["step"] for entry in seen if entry["kind"] == "log"] == [2, 4, 6]
     checkpoints = [entry for entry in seen if entry["kind"] == "checkpoint"]
     assert [entry["step"] for entry in checkpoints] == [3, 6]
@@ -216,8 +225,12 @@ def test_the_template_callbacks_add_to_the_cli_output_rather_than_repeat_it(
         "checkpoint 6",
     ]
     (metrics,) = (project / ".arkor" / "metrics").glob("job_*.jsonl")
-    rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()]
+    lines_written = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()]
+    rows = [row for row in lines_written if "loss" in row]
     assert [row["step"] for row in rows] == [2, 4, 6]
+    (evaluated,) = [row for row in lines_written if "eval_rows" in row]
+    assert evaluated["step"] == 6 and "rouge_l" in evaluated
+    assert sum(line.startswith("Eval of the adapter at step 6") for line in lines) == 1
     best = min(rows, key=lambda row: row["loss"])
     assert f"best loss {best['loss']:.4f} at step {best['step']}; metrics in {metrics}" in lines, (
         result.stdout[-600:]
