@@ -14,6 +14,7 @@ the spans onto tokens, so no template-specific markers are needed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -110,9 +111,7 @@ class HeldOut:
     """The rows kept out of training for the evaluation, and what became of them."""
 
     items: list[HeldOutRow]
-    """The rows that can be asked (they end with an answer), in source order."""
-    rows: int
-    """Every held-out row, asked or not."""
+    """Every held-out row in source order; one with no answer to compare with has no prompt."""
     digest: str
     """:func:`arkor.evals.rows_digest` of every held-out row's hash."""
     skipped: int
@@ -340,22 +339,20 @@ def _questions(
             clean = _pruned(row)
             digest = row_sha256(clean)
             hashes.append(digest)
-            if check_row(row, mapping):
-                skipped += 1
-                continue
-            try:
-                prompt, reference = split_row(clean, mapping)
-            except (RowError, KeyError):
-                skipped += 1
-                continue
+            prompt: list[dict[str, Any]] | None = None
+            reference: str | None = None
+            if not check_row(row, mapping):
+                with contextlib.suppress(RowError, KeyError):  # no answer: kept, not asked
+                    prompt, reference = split_row(clean, mapping)
+            skipped += prompt is None
             items.append(HeldOutRow(index + 1, digest, prompt, reference, clean))
-    if not items:
+    if skipped == len(items):
         raise DataError(
-            f"None of the {len(hashes)} held-out rows of {where} can be evaluated: evaluation "
+            f"None of the {len(items)} held-out rows of {where} can be evaluated: evaluation "
             "asks each row's prompt and compares the answer with the row's last assistant turn, "
             "and no row has one. Use chat or prompt/completion rows that end with an answer."
         )
-    held = HeldOut(items, len(hashes), rows_digest(hashes), skipped, 0)
+    held = HeldOut(items, rows_digest(hashes), skipped, 0)
     return _Questions(held, frozenset(hashes))
 
 

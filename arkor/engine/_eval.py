@@ -3,9 +3,9 @@ worker (``arkor eval`` later), so both give the same numbers for the same rows.
 
 The held-out rows travel as ``eval/held-out.jsonl``, one row a line in order:
 ``{"number", "sha256", "prompt", "reference", "row"}``. The run writes every held-out
-row there; an evaluation asks a seeded choice of ``rows`` of them, greedy, base and
-adapter, and scores the built-in metrics (custom ones are the user's code, run by the
-client).
+row there (``prompt`` and ``reference`` null for a row with no answer to compare with);
+an evaluation asks a seeded choice of ``rows`` of the others, greedy, base and adapter,
+and scores the built-in metrics (custom ones are the user's code, run by the client).
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ class HeldOutRow:
     number: int
     """The row's 1-based position in its source (the dataset, its split or the eval file)."""
     sha256: str
-    prompt: list[dict[str, Any]]
-    reference: str
+    prompt: list[dict[str, Any]] | None
+    """What the model is asked; None for a row with no answer to compare with (not asked)."""
+    reference: str | None
     row: dict[str, Any]
 
     def to_wire(self) -> dict[str, Any]:
@@ -56,8 +57,8 @@ class HeldOutRow:
         return cls(
             number=int(data["number"]),
             sha256=str(data["sha256"]),
-            prompt=list(data["prompt"]),
-            reference=str(data["reference"]),
+            prompt=list(data["prompt"]) if data.get("prompt") is not None else None,
+            reference=str(data["reference"]) if data.get("reference") is not None else None,
             row=dict(data.get("row") or {}),
         )
 
@@ -103,7 +104,6 @@ def evaluate(
     seed: int,
     rows: int | None = None,
     base_answers: MutableMapping[str, str] | None = None,
-    warnings: Sequence[str] = (),
     progress: Progress | None = None,
     stop: threading.Event | None = None,
 ) -> EvalCompleted:
@@ -115,7 +115,9 @@ def evaluate(
     :class:`~arkor.engine._infer.GenerationStopped` between batches.
     """
     started = time.perf_counter()
-    chosen = [items[index] for index in choose_rows(range(len(items)), rows or spec.rows, seed)]
+    askable = [item for item in items if item.prompt is not None and item.reference is not None]
+    picked = choose_rows(range(len(askable)), rows or spec.rows, seed)
+    chosen = [askable[index] for index in picked]
     known = base_answers if base_answers is not None else {}
     missing = [item for item in chosen if item.sha256 not in known]
     total = len(missing) + len(chosen)
@@ -132,7 +134,7 @@ def evaluate(
             target.base_model,
             target.base_revision,
             adapter,
-            [item.prompt for item in asked],
+            [item.prompt or [] for item in asked],
             max_new_tokens=spec.max_new_tokens,
             batch_size=spec.batch_size,
             progress=step,
@@ -146,7 +148,13 @@ def evaluate(
         _sample(spec.metrics, item, known[item.sha256], adapter)
         for item, adapter in zip(chosen, tuned, strict=True)
     ]
-    few = few_rows_warning(len(samples))
+    notes = [few] if (few := few_rows_warning(len(samples))) else []
+    if skipped := len(items) - len(askable):
+        notes.insert(
+            0,
+            f"{skipped} of the {len(items)} held-out rows have no answer to compare with (no "
+            "assistant turn after a prompt) and were not evaluated.",
+        )
     return EvalCompleted(
         job_id=target.job_id,
         step=target.step,
@@ -158,7 +166,7 @@ def evaluate(
         held_out_sha256=rows_digest(item.sha256 for item in items),
         metrics=summarize(spec.metrics, samples),
         samples=samples,
-        warnings=[*warnings, *([few] if few else [])],
+        warnings=notes,
         seconds=round(time.perf_counter() - started, 3),
     )
 
@@ -179,6 +187,7 @@ def failed_eval(target: EvalTarget, error: BaseException) -> EvalCompleted:
 
 
 def _sample(metrics: Sequence[str], item: HeldOutRow, base: str, adapter: str) -> EvalSample:
+    assert item.prompt is not None and item.reference is not None
     base_scores = score_sample(metrics, base, item.reference)
     adapter_scores = score_sample(metrics, adapter, item.reference)
     return EvalSample(

@@ -245,12 +245,6 @@ class LoraRecipe:
             checkpoint=checkpoint,
             final=final,
         )
-        notes = []
-        if held.skipped:
-            notes.append(
-                f"{held.skipped} of the {held.rows} held-out rows have no answer to compare "
-                "with (no assistant turn after a prompt) and were not evaluated."
-            )
         try:
             if self.eval_engine is None:
                 self.eval_engine = InferenceEngine(max_bases=1, placement=self.placement)
@@ -264,7 +258,6 @@ class LoraRecipe:
                     seed=self.seed,
                     rows=min(spec.rows, DRY_RUN_EVAL_ROWS) if self.config.dry_run else None,
                     base_answers=self.base_answers,
-                    warnings=notes,
                     stop=self.run.stop,
                 )
         except GenerationStopped:
@@ -291,7 +284,7 @@ class LoraRecipe:
         if held is None:
             return {}
         return {
-            "heldOutRows": held.rows,
+            "heldOutRows": len(held.items),
             **({"duplicatesDropped": held.duplicates} if held.duplicates else {}),
         }
 

@@ -69,7 +69,7 @@ def test_held_out_rows_and_their_copies_stay_out_of_training(
     assert [item.number for item in data.held_out.items] == [index + 1 for index in held]
     assert [item.reference for item in data.held_out.items] == [f"answer {i}" for i in held]
     assert data.held_out.items[0].prompt == [{"role": "user", "content": f"question {held[0]}"}]
-    assert (data.held_out.rows, data.held_out.duplicates, data.rows) == (4, 1, 15)
+    assert (len(data.held_out.items), data.held_out.duplicates, data.rows) == (4, 1, 15)
     trained = trained_numbers(tokenizer, data.train)
     assert len(trained) == 15
     assert not set(trained) & set(held)
@@ -103,7 +103,9 @@ def test_rows_without_an_answer_are_skipped_and_counted(tokenizer: Any, tmp_path
     data = prepare(tokenizer, path, tmp_path, {"held_out": 0.3})
 
     assert data.held_out is not None
-    assert (data.held_out.rows, data.held_out.skipped, len(data.held_out.items)) == (3, 1, 2)
+    assert (len(data.held_out.items), data.held_out.skipped) == (3, 1)
+    unaskable = data.held_out.items[1]
+    assert (unaskable.number, unaskable.prompt, unaskable.reference) == (held[1] + 1, None, None)
 
 
 def test_held_out_rows_other_than_the_recorded_ones_fail_clearly(

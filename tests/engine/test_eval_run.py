@@ -18,7 +18,7 @@ from arkor.engine import ListSink, TrainingOutcome, TrainingRun, train
 from arkor.engine._eval import HELD_OUT_PATH, read_held_out
 from arkor.engine._infer import InferenceEngine
 from arkor.engine._inference_server import _Server
-from arkor.evals import hold_out
+from arkor.evals import hold_out, row_sha256, rows_digest
 
 SEED = 3
 EVAL = {
@@ -83,7 +83,10 @@ def evals(sink: ListSink) -> list[EvalCompleted]:
 def test_a_run_ends_with_base_and_adapter_metrics_on_its_held_out_rows(
     tiny_model: Path, tmp_path: Path, inference_server: str
 ) -> None:
-    outcome, sink, output = run(tiny_model, tmp_path, rows(), EVAL)
+    data = rows()
+    held = hold_out(24, 0.25, SEED)[1]
+    data[held[-1]] = {"messages": [{"role": "user", "content": "no answer to compare with"}]}
+    outcome, sink, output = run(tiny_model, tmp_path, data, EVAL)
 
     assert outcome.status == "completed", outcome.error
     types = sink.types()
@@ -93,14 +96,15 @@ def test_a_run_ends_with_base_and_adapter_metrics_on_its_held_out_rows(
     assert started.metadata["trainRows"] == 18
     (event,) = evals(sink)
     assert (event.final, event.step, event.checkpoint, event.error) == (True, 6, None, None)
-    assert (event.rows, event.held_out_rows, len(event.samples)) == (6, 6, 6)
+    assert (event.rows, event.held_out_rows, len(event.samples)) == (5, 6, 5)
+    assert event.held_out_sha256 == rows_digest(row_sha256(data[index]) for index in held)
     assert [score.name for score in event.metrics] == EVAL["metrics"]
     for score in event.metrics:
-        assert score.count == 6
+        assert score.count == 5
         assert score.base is not None and score.adapter is not None
-    assert any("Only 6 held-out rows" in warning for warning in event.warnings)
-    held = hold_out(24, 0.25, SEED)[1]
-    assert [sample.number for sample in event.samples] == [index + 1 for index in held]
+    assert event.warnings[0].startswith("1 of the 6 held-out rows have no answer")
+    assert "Only 5 held-out rows" in event.warnings[1]
+    assert [sample.number for sample in event.samples] == [index + 1 for index in held[:-1]]
     for sample in event.samples:
         assert sample.reference == f"answer {sample.number - 1}"
         assert sample.base is not None
@@ -108,7 +112,7 @@ def test_a_run_ends_with_base_and_adapter_metrics_on_its_held_out_rows(
     completed = sink.events[-1]
     assert HELD_OUT_PATH in {artifact.path for artifact in completed.artifacts or []}
     written = read_held_out(output / HELD_OUT_PATH)
-    assert [item.sha256 for item in written] == [sample.sha256 for sample in event.samples]
+    assert [item.sha256 for item in written] == [row_sha256(data[index]) for index in held]
 
     # the same rows answered again by the inference worker give the same event
     again = ask_eval(
@@ -129,11 +133,13 @@ def test_a_run_ends_with_base_and_adapter_metrics_on_its_held_out_rows(
         },
     )
     progress = [line for line in again if line["type"] == "progress"]
-    assert progress[-1] == {"type": "progress", "done": 12, "total": 12}
+    assert progress[-1] == {"type": "progress", "done": 10, "total": 10}
     assert again[-1]["type"] == "event"
     requested = EvalCompleted.model_validate(again[-1]["event"])
     assert requested.requested and requested.step == 6
     assert requested.metrics == event.metrics
+    assert (requested.held_out_rows, requested.held_out_sha256) == (6, event.held_out_sha256)
+    assert requested.warnings == event.warnings
     assert [(s.base, s.adapter) for s in requested.samples] == [
         (s.base, s.adapter) for s in event.samples
     ]
