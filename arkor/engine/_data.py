@@ -44,7 +44,7 @@ from arkor.cloud import (
 from arkor.engine._eval import HeldOutRow
 from arkor.engine._models import require_chat_template
 from arkor.errors import ArkorError
-from arkor.evals import RowError, hold_out, row_sha256, rows_digest, split_row
+from arkor.evals import RowError, hold_out, pruned_row, row_sha256, rows_digest, split_row
 
 if TYPE_CHECKING:
     import datasets  # type: ignore[import-untyped]
@@ -336,7 +336,7 @@ def _questions(
     for start in range(0, len(indices), _BATCH_ROWS):
         chosen = list(indices[start : start + _BATCH_ROWS])
         for index, row in zip(chosen, _rows(dataset, chosen), strict=True):
-            clean = _pruned(row)
+            clean = pruned_row(row)
             digest = row_sha256(clean)
             hashes.append(digest)
             prompt: list[dict[str, Any]] | None = None
@@ -384,15 +384,6 @@ def _without_copies(
             "the evaluation rows of its own (trainer.eval.path), or hold out fewer rows."
         )
     return kept, len(indices) - len(kept)
-
-
-def _pruned(value: Any) -> Any:
-    """The row without the keys a table reader filled with None, as its file holds it."""
-    if isinstance(value, Mapping):
-        return {str(key): _pruned(item) for key, item in value.items() if item is not None}
-    if isinstance(value, list | tuple):
-        return [_pruned(item) for item in value]
-    return value
 
 
 # Sources

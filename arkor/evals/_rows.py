@@ -45,7 +45,7 @@ def row_sha256(row: Mapping[str, Any]) -> str:
     A table reader fills keys a row lacks with null (Arrow gives every row every column),
     so the same row hashes alike whether it was read from JSONL or from a dataset.
     """
-    text = json.dumps(_pruned(row), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(pruned_row(row), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -87,9 +87,10 @@ def split_row(
     )
 
 
-def _pruned(value: Any) -> Any:
+def pruned_row(value: Any) -> Any:
+    """The row without the keys a table reader filled with null, as its file holds it."""
     if isinstance(value, Mapping):
-        return {str(key): _pruned(item) for key, item in value.items() if item is not None}
+        return {str(key): pruned_row(item) for key, item in value.items() if item is not None}
     if isinstance(value, list | tuple):
-        return [_pruned(item) for item in value]
+        return [pruned_row(item) for item in value]
     return value
