@@ -6,22 +6,15 @@ user runs it. Each page is saved as a screenshot (``.screenshots/studio-*.png``)
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from arkor.studio import token_path
 from tests.utils.browser import BrowserPage, screenshot
-from tests.utils.ports import free_port
 from tests.utils.requires import need
-from tests.utils.studio import template_project
+from tests.utils.studio import arkor_dev, template_project
 
 need("fastapi", "Studio is a FastAPI app")
 need("torch", "the run trains the tiny model for real")
@@ -34,30 +27,8 @@ WAIT_MS = 90_000
 def studio_url(project: Path, tiny_model: Path) -> Iterator[str]:
     """`arkor dev` serving a fresh template project on the tiny model."""
     template_project(project, tiny_model)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "arkor", "dev", "--port", str(port)],
-        cwd=project,
-        env={**os.environ, "ARKOR_PORT": "0", "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + 120
-    while "Press Ctrl-C" not in "".join(seen):
-        line = process.stdout.readline()
-        if not line or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"`arkor dev` did not start:\n{''.join(seen)}")
-        seen.append(line)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=60)
-        assert not token_path().exists()
+    with arkor_dev(project) as url:
+        yield url
 
 
 def test_a_user_trains_watches_chats_and_deploys_in_studio(

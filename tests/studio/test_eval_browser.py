@@ -8,22 +8,16 @@ Screenshots: ``.screenshots/studio-run-eval*.png``.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from arkor.studio import token_path
 from tests.studio.test_eval_api import eval_project
 from tests.utils.browser import BrowserPage, screenshot
-from tests.utils.ports import free_port
 from tests.utils.requires import need
+from tests.utils.studio import arkor_dev
 
 need("fastapi", "Studio is a FastAPI app")
 need("torch", "the run trains the tiny model for real")
@@ -47,30 +41,8 @@ WATCH_STATUS = """() => {
 def studio_url(project: Path, tiny_model: Path) -> Iterator[str]:
     """`arkor dev` serving the evaluated project on the tiny model."""
     eval_project(project, tiny_model)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "arkor", "dev", "--port", str(port)],
-        cwd=project,
-        env={**os.environ, "ARKOR_PORT": "0", "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + 120
-    while "Press Ctrl-C" not in "".join(seen):
-        line = process.stdout.readline()
-        if not line or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"`arkor dev` did not start:\n{''.join(seen)}")
-        seen.append(line)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=60)
-        assert not token_path().exists()
+    with arkor_dev(project) as url:
+        yield url
 
 
 def test_the_run_page_shows_the_eval_table_and_the_rows_where_the_answers_differ(

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from arkor.cli.main import run
+from arkor.studio import token_path
+from tests.utils.ports import free_port
 
 LOOPBACK = "http://127.0.0.1:4000"
 
@@ -56,3 +63,35 @@ def fastapi_app(app: Any) -> Any:
     while not isinstance(app, FastAPI):
         app = app.app
     return app
+
+
+@contextmanager
+def arkor_dev(project: Path) -> Iterator[str]:
+    """`arkor dev` as a user starts it, in ``project``; its URL once it says it is ready.
+
+    Stopped with Ctrl-C (SIGINT) at the end, which must remove its token file.
+    """
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "arkor", "dev", "--port", str(port)],
+        cwd=project,
+        env={**os.environ, "ARKOR_PORT": "0", "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 120
+    while "Press Ctrl-C" not in "".join(seen):
+        line = process.stdout.readline()
+        if not line or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"`arkor dev` did not start:\n{''.join(seen)}")
+        seen.append(line)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+        assert not token_path().exists()
