@@ -27,6 +27,7 @@ from arkor.cloud import (
 )
 from arkor.errors import ArkorError, UsageError
 from arkor.evals import CustomMetric, with_custom_metrics
+from arkor.manifest._callbacks import CALLBACK_EVENTS
 from arkor.sdk._contexts import (
     CheckpointContext,
     CompletedContext,
@@ -37,14 +38,7 @@ from arkor.sdk._contexts import (
 )
 
 Callback = Callable[[Any], Any]
-CALLBACK_NAMES = (
-    "on_started",
-    "on_log",
-    "on_checkpoint",
-    "on_eval",
-    "on_completed",
-    "on_failed",
-)
+CALLBACK_NAMES = CALLBACK_EVENTS
 
 
 class CallbackError(ArkorError):
