@@ -63,7 +63,7 @@ def test_checkpoint_evals_are_shown_as_they_come_and_the_adapter_after_the_last(
     assert after_training[:3] == [
         "checkpoint saved at step 6",
         "evaluating the checkpoint on 2 held-out rows…",
-        "Eval of the checkpoint 6 at step 6 on 2 held-out rows:",
+        "Eval of the checkpoint at step 6 on 2 held-out rows:",
     ]
     assert after_training[-3:] == [
         "evaluating the adapter against its base on 2 held-out rows…",
