@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Refresh requirements/lock.txt, the pinned and hashed environment that scripts/test.sh and
-# scripts/demo.sh install: Arkor's dependencies with every extra (dev, local, server) and
+# scripts/demo.sh install: Arkor's dependencies with every extra (dev, local, server, ray) and
 # torch as the CPU build (requirements/torch-cpu.txt), for CPython 3.11 on Linux x86_64.
 #   bash scripts/lock.sh                               # add what pyproject.toml gained, keep other pins
 #   bash scripts/lock.sh --upgrade                     # move every pin to the newest that resolves
@@ -26,7 +26,7 @@ from pathlib import Path
 
 HEADER = """\
 # Every package of the test and demo environment, pinned and hashed: Arkor with all extras
-# (dev, local, server), torch as the CPU build. Made by pip-tools (pip-compile) because it
+# (dev, local, server, ray), torch as the CPU build. Made by pip-tools (pip-compile) because it
 # resolves with pip and this machine's pip configuration, which is where the CPU torch wheel
 # is found; uv and poetry would pin a CUDA torch from PyPI. Hashes cover the local torch
 # file too. Install: scripts/test.sh or scripts/demo.sh. Refresh: bash scripts/lock.sh.

@@ -17,7 +17,7 @@ if ! "${pip[@]}" --dry-run --no-index --no-deps "$torch_pin" >/dev/null 2>&1 &&
   pip+=(--extra-index-url https://download.pytorch.org/whl/cpu)
 fi
 if [[ "${2:-}" == "--latest" ]]; then
-  "${pip[@]}" --upgrade --upgrade-strategy eager -c requirements/torch-cpu.txt -e '.[dev,local,server]'
+  "${pip[@]}" --upgrade --upgrade-strategy eager -c requirements/torch-cpu.txt -e '.[dev,local,server,ray]'
 else
   "${pip[@]}" --require-hashes -r requirements/lock.txt
   "${pip[@]}" --no-deps -e .

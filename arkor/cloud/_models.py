@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import CoreSchema, core_schema
 
-from arkor.config import BlobDataset, Eval, HuggingfaceDataset, Lora, Trainer
+from arkor.config import BlobDataset, Eval, HuggingfaceDataset, Lora, Resources, Trainer
 
 MAX_INT = 2**63 - 1
 """The largest integer a wire field takes: what SQLite and every JSON reader can hold."""
@@ -205,6 +205,27 @@ class EvalSpec(StrictWireModel):
     held_out_sha256: Sha256 | None = None
 
 
+class ResourcesSpec(StrictWireModel):
+    """``trainer.resources``: what the worker needs; unset keys take the plane's defaults."""
+
+    gpus: Annotated[int | None, AsConfig(Resources, "gpus")] = None
+    cpus: Annotated[float | None, AsConfig(Resources, "cpus")] = None
+    memory: Annotated[str | None, AsConfig(Resources, "memory")] = None
+    processes: Annotated[int | None, AsConfig(Resources, "processes")] = None
+
+    def world_size(self, visible_gpus: int) -> int:
+        """How many data-parallel processes train: ``processes``, else one per GPU asked for.
+
+        ``visible_gpus`` caps the GPU count; without GPUs one process trains unless
+        ``processes`` says otherwise.
+        """
+        if self.processes is not None:
+            return self.processes
+        if self.gpus is not None and visible_gpus > 0:
+            return max(1, min(self.gpus, visible_gpus))
+        return 1
+
+
 class JobConfig(StrictWireModel):
     """What a control plane trains: PROTOCOL.md's ``JobConfig``, plus LoRA extras and the seed.
 
@@ -246,6 +267,8 @@ class JobConfig(StrictWireModel):
     build_stack: StackVersions | None = None
     """The training stack ``arkor build`` saw; the worker warns (or refuses) when its own differs."""
     eval: EvalSpec | None = None
+    resources: ResourcesSpec | None = None
+    """Unset (or empty): one process, the plane's default placement."""
     """Base-vs-adapter evaluation on held-out rows; None: none."""
 
 

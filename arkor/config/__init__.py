@@ -30,8 +30,10 @@ from arkor.config._models import (
     HuggingfaceDataset,
     Lora,
     PromptCompletionFormat,
+    Resources,
     TextFormat,
     Trainer,
+    memory_bytes,
 )
 from arkor.config._schema import (
     SCHEMA_FILENAME,
@@ -68,6 +70,7 @@ __all__ = [
     "Origin",
     "PromptCompletionFormat",
     "RawConfig",
+    "Resources",
     "SourceFile",
     "TextFormat",
     "Trainer",
@@ -78,6 +81,7 @@ __all__ = [
     "load_config",
     "load_raw",
     "load_shipped_schema",
+    "memory_bytes",
     "render_schema",
     "resolve_env",
     "schema_issues",

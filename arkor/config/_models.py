@@ -7,6 +7,7 @@ hover and offers on completion. Every model forbids unknown keys.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -363,6 +364,74 @@ class Eval(_Section):
     )
 
 
+_MEMORY_UNITS = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KiB": 1 << 10,
+    "MiB": 1 << 20,
+    "GiB": 1 << 30,
+    "TiB": 1 << 40,
+}
+_MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)? ?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+
+
+def memory_bytes(memory: str) -> int:
+    """``trainer.resources.memory`` (``"16GiB"``, ``"512 MB"``) in bytes."""
+    match = re.fullmatch(_MEMORY_PATTERN, memory)
+    if match is None:
+        raise ValueError(f"`{memory}` is not an amount of memory such as 16GiB or 512MB.")
+    return int(float(memory[: match.start(2)]) * _MEMORY_UNITS[match.group(2)])
+
+
+class Resources(_Section):
+    """What the job's worker needs from the machine that runs it.
+
+    A plane in front of a Ray cluster (`arkor serve --executor ray`) waits for a node with
+    this much free; unset keys take the plane's defaults. Two or more GPUs (or `processes`)
+    train data-parallel: one process per device, the same global batch per step.
+    """
+
+    model_config = ConfigDict(title="Resources")
+
+    gpus: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description=(
+            "GPUs the job needs, all on one machine. Two or more train data-parallel, one "
+            "process per GPU. Unset: the plane's default (one GPU where the machine has one)."
+        ),
+        examples=[1, 2, 8],
+    )
+    cpus: float | None = Field(
+        default=None,
+        gt=0,
+        le=1024,
+        description="CPU cores to reserve for the job on a Ray cluster. Unset: the plane's default.",
+        examples=[1, 4, 8],
+    )
+    memory: str | None = Field(
+        default=None,
+        pattern=_MEMORY_PATTERN,
+        description='Memory to reserve for the job on a Ray cluster, e.g. `"16GiB"`. Unset: none reserved.',
+        examples=["16GiB", "64GB"],
+    )
+    processes: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description=(
+            "Data-parallel training processes. Unset: one per GPU, or one on a machine "
+            "without GPUs. On CPU, two or more train over gloo (slower than one: it is for "
+            "checking the data-parallel path without GPUs)."
+        ),
+        examples=[2, 4],
+    )
+
+
 SchedulerName = Literal[
     "linear",
     "cosine",
@@ -521,6 +590,13 @@ class Trainer(_Section):
         description=(
             "Evaluate the adapter against its base model on held-out rows after training: "
             "`arkor start` ends with a table of metric, base, adapter and change."
+        ),
+    )
+    resources: Resources = Field(
+        default_factory=Resources,
+        description=(
+            "GPUs, CPUs and memory the job needs, and its data-parallel processes. Used by a "
+            "plane that runs jobs on a Ray cluster; GPUs and processes everywhere."
         ),
     )
     callbacks: Callbacks = Field(

@@ -24,6 +24,7 @@ from arkor.cloud import (
     HuggingfaceDatasetSource,
     JobConfig,
     JobCreate,
+    ResourcesSpec,
 )
 from arkor.config import (
     SECRET_FIELDS,
@@ -297,7 +298,14 @@ def job_config_for(
         dry_run=trainer.dry_run,
         strict_stack=trainer.strict_stack,
         eval=evaluation if evaluation is not None else eval_spec_for(trainer, None, None),
+        resources=_resources(trainer),
     )
+
+
+def _resources(trainer: Trainer) -> ResourcesSpec | None:
+    """``trainer.resources`` on the wire; None when no key is set, as before the table existed."""
+    spec = ResourcesSpec.model_validate(trainer.resources.model_dump(exclude_none=True))
+    return spec if spec.model_dump(exclude_none=True) else None
 
 
 def _callback_entry(callback: ResolvedCallback, root: Path) -> ManifestCallback:
