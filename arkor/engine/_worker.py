@@ -34,8 +34,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -74,7 +75,13 @@ class ArtifactStore(Protocol):
     @property
     def workdir(self) -> Path: ...
 
+    def prepare(self, resume: bool) -> None:
+        """Ready ``workdir`` before training: on ``resume``, with the newest checkpoint."""
+
     def publish(self, paths: Sequence[str]) -> None: ...
+
+    def close(self) -> None:
+        """Release what the store holds (a scratch folder) once the worker is done."""
 
 
 class LocalFolderStore:
@@ -88,17 +95,36 @@ class LocalFolderStore:
     def workdir(self) -> Path:
         return self._folder
 
+    def prepare(self, resume: bool) -> None:
+        """Nothing to fetch: the checkpoints are in the folder already."""
+
     def publish(self, paths: Sequence[str]) -> None:
         """Nothing to copy: the engine wrote the files where the plane reads them."""
 
+    def close(self) -> None:
+        """The folder is the plane's; it stays."""
 
-def open_artifact_store(location: str) -> ArtifactStore:
-    """The store named by ``location``: a folder path or a ``file://`` URL."""
+
+PLANE_STORE = "plane"
+"""The ``--artifacts`` value that uploads a job's files to its plane over HTTP."""
+
+
+def open_artifact_store(location: str, plane: PlaneClient | None = None) -> ArtifactStore:
+    """The store named by ``location``: a folder path, a ``file://`` URL, or ``plane``.
+
+    ``plane`` (the value) uploads to the plane ``plane`` (the client) talks to: a worker
+    on a machine that shares no disk with it.
+    """
+    if location == PLANE_STORE and plane is not None:
+        from arkor.engine._artifacts import PlaneStore
+
+        return PlaneStore(plane)
     parts = urlsplit(location)
-    if parts.scheme in ("", "file"):
+    if parts.scheme in ("", "file") and location != PLANE_STORE:
         return LocalFolderStore(Path(unquote(parts.path) if parts.scheme else location))
     raise ArkorError(
-        f"Artifact store `{location}` is not supported: use a folder path or a file:// URL."
+        f"Artifact store `{location}` is not supported: use a folder path, a file:// URL, "
+        f"or `{PLANE_STORE}` (upload to the control plane)."
     )
 
 
@@ -134,6 +160,20 @@ class PlaneClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def send(
+        self, method: str, path: str, *, stream: bool = False, **options: Any
+    ) -> httpx.Response:
+        """One request under the job's internal routes, not retried (the caller retries).
+
+        ``stream=True`` leaves the body unread: the caller reads and closes the answer.
+        """
+        if self.lost:
+            raise PlaneUnavailable("The control plane has been unreachable too long.")
+        if self.suspended:
+            raise PlaneUnavailable("The worker was asked to stop (SIGTERM).")
+        request = self._http.build_request(method, self._prefix + path, **options)
+        return self._http.send(request, stream=stream)
 
     def job(self) -> WorkerJob:
         return WorkerJob.model_validate_json(self._request("GET", "").content)
@@ -329,6 +369,7 @@ def run_job(
                 # a folder of its own: the eval file may have the dataset's name
                 (Path(scratch) / "eval").mkdir()
                 eval_file = plane.download_dataset(Path(scratch) / "eval", spec.source, role="eval")
+            store.prepare(assignment.resume)
             from arkor.engine._run import TrainingRun, train
 
             return train(
@@ -360,7 +401,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--plane-url", required=True, help="The control plane's base URL.")
     parser.add_argument("--job-id", required=True)
     parser.add_argument(
-        "--artifacts", required=True, help="Where the job's files go: a folder or file:// URL."
+        "--artifacts",
+        required=True,
+        help="Where the job's files go: a folder or file:// URL the plane reads, or `plane` "
+        "to upload them to the plane over HTTP (a machine that shares no disk with it).",
     )
     parser.add_argument(
         "--plane-lost-after",
@@ -393,7 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, suspend)
     logger.info("Worker for job %s (plane %s), arkor %s.", args.job_id, args.plane_url, __version__)
     try:
-        outcome = run_job(plane, open_artifact_store(args.artifacts), stop)
+        with closing(open_artifact_store(args.artifacts, plane)) as store:
+            outcome = run_job(plane, store, stop)
     except ArkorError as error:
         if plane.suspended:
             return _suspended(args.job_id)

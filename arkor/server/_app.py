@@ -23,7 +23,7 @@ from arkor.server._plane import Plane
 from arkor.server._settings import Settings, load_settings
 from arkor.server._store import new_id
 from arkor.server._version_gate import VersionGate
-from arkor.server.routes import api_router
+from arkor.server.routes import api_router, worker_artifacts
 
 RUN_SWEEP_SECONDS = 600.0
 logger = logging.getLogger("arkor.server")
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(api_router, responses=COMMON_ERRORS)
+    app.include_router(worker_artifacts.router, responses=COMMON_ERRORS)
     # each add_middleware wraps the ones before: RequestContext ends up outermost
     app.add_middleware(
         VersionGate,

@@ -7,7 +7,8 @@
 - :class:`HostGuard` answers only to the names the plane is reached by, so a web page
   whose domain was rebound to 127.0.0.1 (DNS rebinding) cannot use a local plane.
 - :class:`BodyLimit` caps request bodies: JSON bodies at ``max_body_bytes``, uploads
-  (streamed to disk) at ``max_upload_bytes``, a worker's events at ``max_event_bytes``.
+  (streamed to disk: datasets, a worker's artifacts) at ``max_upload_bytes``, a worker's
+  events at ``max_event_bytes``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ LOOPBACK_NAMES = ("localhost", "*.localhost", "127.0.0.1", "[::1]")
 """The names a plane always answers to (any port)."""
 _UPLOAD_PATH = "/v1/uploads"
 _WORKER_EVENTS = re.compile(r"^/v1/internal/jobs/[^/]+/events/?$")
+_WORKER_ARTIFACT = re.compile(r"^/v1/internal/jobs/[^/]+/artifacts/.")
 
 
 def _json_response(status: int, body: dict[str, object]) -> tuple[Message, Message]:
@@ -227,7 +229,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if scope["method"] == "POST" and path.rstrip("/") == _UPLOAD_PATH:
+        if (scope["method"] == "POST" and path.rstrip("/") == _UPLOAD_PATH) or (
+            scope["method"] == "PUT" and _WORKER_ARTIFACT.match(path)
+        ):
             limit, setting = self.upload_limit, "ARKOR_MAX_UPLOAD_BYTES"
         elif scope["method"] == "POST" and _WORKER_EVENTS.match(path):
             limit, setting = self.event_limit, "ARKOR_MAX_EVENT_BYTES"
