@@ -19,7 +19,14 @@ from arkor.cli._options import JsonOption
 from arkor.cli._output import human_size
 
 if TYPE_CHECKING:
-    from arkor.cloud import Artifact, EvalCompleted, JobEnvelope, JobEvent, TrainingJob
+    from arkor.cloud import (
+        Artifact,
+        EvalCompleted,
+        JobEnvelope,
+        JobEvent,
+        JobPlacement,
+        TrainingJob,
+    )
     from arkor.sdk import Session
 
 app = typer.Typer(
@@ -98,6 +105,10 @@ def show(job_id: JobIdArgument, json_output: JsonOption = False) -> int:
         return 0
     echo(f"{job.id}  {job.name}")
     echo(f"  status     {job.status}")
+    if job.queue_reason:
+        echo(f"  waiting    {job.queue_reason}")
+    if job.placement is not None:
+        echo(f"  runs on    {placement_text(job.placement)}")
     echo(f"  model      {job.config.model}")
     for label, value in (
         ("created", job.created_at),
@@ -118,6 +129,17 @@ def show(job_id: JobIdArgument, json_output: JsonOption = False) -> int:
         for line in eval_table_lines(shown[-1]):
             echo(f"  {line}")
     return 0
+
+
+def placement_text(placement: JobPlacement) -> str:
+    """Where a job's worker runs, in one line: ``ray job arkor-… on 10.0.0.5 (Ray node …)``."""
+    if placement.executor == "ray":
+        text = f"ray job {placement.executor_job_id or '(being submitted)'}"
+    else:
+        text = "local worker" + (
+            f" process {placement.executor_job_id}" if placement.executor_job_id else ""
+        )
+    return f"{text} on {placement.node}" if placement.node else text
 
 
 def job_evals(job: TrainingJob, events: list[JobEvent]) -> list[EvalCompleted]:

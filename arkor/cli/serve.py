@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from arkor._env import DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from arkor.server import Settings
 
 SERVER_EXTRA_HINT = "pip install 'arkor[server]'"
 
@@ -119,6 +122,29 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help=(
+                "What runs job workers (env ARKOR_EXECUTOR): local (processes on this machine, "
+                "--max-jobs at once) or ray (each job a Ray job on the cluster at --ray-address, "
+                "queued there until it has the job's [trainer.resources])."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help=(
+                "The Ray cluster's dashboard address, e.g. http://HEAD:8265 (env "
+                "ARKOR_RAY_ADDRESS or RAY_ADDRESS); implies --executor ray."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     no_anonymous: Annotated[
         bool,
         typer.Option(
@@ -145,6 +171,8 @@ def serve(
       arkor serve --host 0.0.0.0 --allow-remote --allowed-host gpu-box.example.com
 
       arkor serve --oidc-issuer https://id.example.com --oidc-client-id arkor-cli --no-anonymous
+
+      arkor serve --ray-address http://ray-head:8265 --host 0.0.0.0 --allow-remote --public-url http://plane:8765
     """
     import dataclasses
     import importlib.util
@@ -161,6 +189,7 @@ def serve(
     from arkor.server import serve as serve_plane
 
     settings = load_settings()
+    settings = _with_executor(settings, executor, ray_address)
     settings = dataclasses.replace(
         settings,
         host=host or settings.host,
@@ -195,9 +224,44 @@ def serve(
     sock = bind(settings.host, port if port is not None else settings.port)
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
     echo(f"Arkor control plane on {style(settings.plane_url, 'bold')}")
-    echo(f"  data: {settings.state_dir}    jobs at once: {settings.max_jobs}")
+    if settings.executor == "ray":
+        echo(
+            f"  data: {settings.state_dir}    jobs run on the Ray cluster at {settings.ray_address}"
+        )
+        if _is_loopback(settings.host) and not settings.public_url:
+            warn(
+                f"Ray workers report to {settings.plane_url}, which only a cluster on this "
+                "machine can reach. For a cluster elsewhere, listen where its nodes can reach "
+                "the plane (--host, --allow-remote) and say how (--public-url)."
+            )
+    else:
+        echo(f"  data: {settings.state_dir}    jobs at once: {settings.max_jobs}")
     if provider is not None:
         anonymous = "also anonymous" if settings.anonymous else "no anonymous identities"
         echo(f"  sign-in: {provider.issuer} (audience {settings.audience}; {anonymous})")
     echo("  Press Ctrl-C to stop.")
     serve_plane(settings, sock)
+
+
+def _with_executor(settings: Settings, executor: str | None, ray_address: str | None) -> Settings:
+    """The settings with --executor and --ray-address applied, checked together."""
+    import dataclasses
+    import importlib.util
+
+    from arkor.errors import ArkorError, UsageError
+
+    if executor is not None and executor not in ("local", "ray"):
+        raise UsageError(f"--executor must be local or ray, not `{executor}`.")
+    chosen = executor or ("ray" if ray_address else settings.executor)
+    address = ray_address.rstrip("/") if ray_address else settings.ray_address
+    if chosen == "ray" and not address:
+        raise UsageError(
+            "--executor ray needs the Ray cluster's dashboard address: add --ray-address "
+            "http://HEAD:8265 (or set ARKOR_RAY_ADDRESS)."
+        )
+    if chosen == "ray" and importlib.util.find_spec("ray") is None:
+        raise ArkorError(
+            "--executor ray submits jobs with Ray's job client, which is not installed. Install "
+            "it with `pip install 'arkor[ray]'`."
+        )
+    return dataclasses.replace(settings, executor=chosen, ray_address=address)

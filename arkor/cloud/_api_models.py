@@ -357,6 +357,16 @@ JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 TERMINAL_JOB_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 
+class JobPlacement(WireModel):
+    """Where a job's worker runs (or, for a queued job, was submitted)."""
+
+    executor: Literal["local", "ray"]
+    executor_job_id: str | None = None
+    """The worker's id there: its process id, or the Ray job's submission id."""
+    node: str | None = None
+    """The machine it runs on, as the executor names it (Ray: node id and address)."""
+
+
 class TrainingJob(WireModel):
     id: str
     org_id: str
@@ -368,6 +378,10 @@ class TrainingJob(WireModel):
     created_at: str
     started_at: str | None = None
     completed_at: str | None = None
+    placement: JobPlacement | None = None
+    """Where the worker runs; None until one was started."""
+    queue_reason: str | None = None
+    """Why a queued job waits, e.g. for a Ray cluster's GPUs."""
 
 
 class JobEnvelope(WireModel):

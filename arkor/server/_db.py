@@ -31,7 +31,7 @@ _T = TypeVar("_T")
 _BUSY_TIMEOUT_MS = 15_000
 _IDLE_CONNECTIONS = 4
 """Connections of finished threads kept open for the next ones; the rest are closed."""
-_SCHEMA_VERSION = 6
+_SCHEMA_VERSION = 7
 _DEPLOYMENT_TABLES = """
 CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY,
@@ -184,7 +184,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     token_hash TEXT,
     worker_seq INTEGER NOT NULL DEFAULT 0,
     last_event INTEGER NOT NULL DEFAULT 0,
-    resumes INTEGER NOT NULL DEFAULT 0
+    resumes INTEGER NOT NULL DEFAULT 0,
+    executor TEXT,
+    executor_job_id TEXT,
+    node TEXT,
+    queue_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs (project_id, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
@@ -247,6 +251,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: tuple(statement for statement in _IDENTITY_TABLES.split(";") if statement.strip()),
     # 5 → 6: usage events sent by the CLI (arkor.telemetry)
     5: tuple(statement for statement in _TELEMETRY_TABLES.split(";") if statement.strip()),
+    # 6 → 7: where a job's worker runs (executor, its job id there, node) and why it waits
+    6: (
+        "ALTER TABLE jobs ADD COLUMN executor TEXT",
+        "ALTER TABLE jobs ADD COLUMN executor_job_id TEXT",
+        "ALTER TABLE jobs ADD COLUMN node TEXT",
+        "ALTER TABLE jobs ADD COLUMN queue_reason TEXT",
+    ),
 }
 """The statements that bring a database of version N to N + 1."""
 

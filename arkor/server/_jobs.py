@@ -1,4 +1,5 @@
-"""The job queue: one worker process per running job, at most ``max_jobs`` at once.
+"""The job queue: one worker process per running job, at most ``max_jobs`` at once
+(or, with ``executor = "ray"``, one Ray job per job, queued by Ray: see ``_ray``).
 
 Workers are started through one entry point (``python -m arkor.engine.worker``) with the
 plane's URL, the job id and a job-scoped token (in the environment, never on the command
@@ -19,8 +20,10 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from arkor._fs import open_private
 from arkor._home import PRIVATE_UMASK
@@ -29,6 +32,9 @@ from arkor.server import _store as store
 from arkor.server._db import Database, in_thread
 from arkor.server._events import EventHub
 from arkor.server._settings import Settings
+
+if TYPE_CHECKING:
+    from arkor.server._ray import RayExecutor
 
 logger = logging.getLogger("arkor.server")
 
@@ -117,6 +123,11 @@ class Supervisor:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_beat = 0.0
+        self._ray: RayExecutor | None = None
+        if settings.executor == "ray":
+            from arkor.server._ray import RayExecutor
+
+            self._ray = RayExecutor(settings=settings, db=db, hub=hub, plane_id=plane_id)
 
     @property
     def beat_interval(self) -> float:
@@ -203,6 +214,9 @@ class Supervisor:
         overdue = await in_thread(
             store.overdue_cancels, db=self.db, owner=self.plane_id, grace=self.settings.cancel_grace
         )
+        if self._ray is not None:
+            await self._ray.stop(overdue)
+            await self._ray.poll()
         for job_id in overdue:
             process = self._workers.get(job_id)
             if process is not None and job_id not in self._killed:
@@ -214,17 +228,25 @@ class Supervisor:
     async def _fill(self) -> None:
         while not self._stopping:
             token = secrets.token_urlsafe(32)
+            ray = self._ray
             job = await in_thread(
                 store.claim_next_job,
                 db=self.db,
                 plane_id=self.plane_id,
-                max_jobs=self.settings.max_jobs,
+                # Ray queues jobs until it has their resources; locally, max_jobs does
+                max_jobs=None if ray else self.settings.max_jobs,
                 token_hash=store.hash_token(token),
                 lease_ttl=self.settings.lease_ttl,
+                executor=self.settings.executor,
+                node=None if ray else socket.gethostname(),
+                place_only=ray is not None,
             )
             if job is None:
                 return
-            await self._spawn(job.id, token)
+            if ray is None:
+                await self._spawn(job.id, token)
+            elif not await ray.place(job, token):
+                return  # the cluster is unreachable: try again at the next beat
 
     async def _spawn(self, job_id: str, token: str) -> None:
         settings = self.settings
@@ -255,6 +277,9 @@ class Supervisor:
             await self._end(job_id, f"The worker could not be started ({command[0]}): {error}.")
             return
         logger.info("Job %s started in worker process %d.", job_id, process.pid)
+        await in_thread(
+            store.set_placement, db=self.db, job_id=job_id, executor_job_id=str(process.pid)
+        )
         self._workers[job_id] = process
         watcher = asyncio.create_task(self._watch(job_id, process, log_path, log_start))
         self._watchers.add(watcher)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -23,6 +24,11 @@ def _default_worker_command() -> tuple[str, ...]:
 
 def _default_inference_command() -> tuple[str, ...]:
     return (sys.executable, "-m", "arkor.engine.serve_inference")
+
+
+RAY_WORKER_COMMAND = ("python", "-m", "arkor.engine.worker")
+"""The worker's entry point on a Ray node: the Python environment the cluster's nodes have."""
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,22 @@ class Settings:
     (``ARKOR_OIDC_JWKS_REFETCH_SECONDS``), so forged key ids can't make the plane hammer it."""
     anonymous: bool = True
     """Whether anyone may mint an anonymous identity (``ARKOR_NO_ANONYMOUS=1`` turns it off)."""
+    executor: str = "local"
+    """What runs job workers (``ARKOR_EXECUTOR``): ``local`` processes on this machine, at
+    most ``max_jobs`` at once, or ``ray``: jobs submitted to the Ray cluster at
+    ``ray_address``, which queues them until it has their resources."""
+    ray_address: str | None = None
+    """The Ray cluster's dashboard (Job Submission) address, e.g. ``http://head:8265``
+    (``ARKOR_RAY_ADDRESS``, else ``RAY_ADDRESS``)."""
+    ray_runtime_env: Mapping[str, Any] | None = None
+    """A Ray ``runtime_env`` for every worker (``ARKOR_RAY_RUNTIME_ENV``, JSON): ``pip``,
+    ``working_dir``, ``image_uri``, ``env_vars``; the job's token is added to its env_vars."""
+    ray_worker_command: tuple[str, ...] = RAY_WORKER_COMMAND
+    """The worker's entry point on the cluster (``ARKOR_RAY_WORKER_COMMAND``, shell words)."""
+    ray_cpus: float = 1.0
+    """CPUs a job reserves when ``trainer.resources.cpus`` is unset (``ARKOR_RAY_CPUS``)."""
+    ray_gpus: float = 0.0
+    """GPUs a job reserves when ``trainer.resources.gpus`` is unset (``ARKOR_RAY_GPUS``)."""
 
     @property
     def audience(self) -> str | None:
@@ -134,7 +156,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ``ARKOR_ALLOWED_HOSTS``,
     ``ARKOR_OIDC_ISSUER``, ``ARKOR_OIDC_CLIENT_ID``, ``ARKOR_OIDC_AUDIENCE``,
     ``ARKOR_OIDC_GROUPS_CLAIM``, ``ARKOR_OIDC_LEEWAY_SECONDS``,
-    ``ARKOR_OIDC_JWKS_REFETCH_SECONDS`` and ``ARKOR_NO_ANONYMOUS``.
+    ``ARKOR_OIDC_JWKS_REFETCH_SECONDS``, ``ARKOR_NO_ANONYMOUS``, and for a Ray cluster
+    ``ARKOR_EXECUTOR``, ``ARKOR_RAY_ADDRESS``, ``ARKOR_RAY_RUNTIME_ENV``,
+    ``ARKOR_RAY_WORKER_COMMAND``, ``ARKOR_RAY_CPUS`` and ``ARKOR_RAY_GPUS``.
     """
     env = os.environ if environ is None else environ
     configured = env.get("ARKOR_HOME")
@@ -191,13 +215,47 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             overrides[key] = _number(float, name, value, minimum=0.0)
     if value := env.get("ARKOR_NO_ANONYMOUS"):
         overrides["anonymous"] = value.strip().lower() in ("", "0", "false", "no")
+    overrides.update(_ray_settings(env))
     for name, key in (
         ("ARKOR_WORKER_COMMAND", "worker_command"),
         ("ARKOR_INFERENCE_COMMAND", "inference_command"),
+        ("ARKOR_RAY_WORKER_COMMAND", "ray_worker_command"),
     ):
         if value := env.get(name):
             overrides[key] = tuple(shlex.split(value))
     return Settings(home=home, **overrides)
+
+
+def _ray_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """``ARKOR_EXECUTOR`` and the Ray cluster's settings, checked together."""
+    settings: dict[str, Any] = {}
+    executor = env.get("ARKOR_EXECUTOR", "").strip().lower() or "local"
+    if executor not in EXECUTORS:
+        raise UsageError(f"ARKOR_EXECUTOR must be `local` or `ray`, not `{env['ARKOR_EXECUTOR']}`.")
+    settings["executor"] = executor
+    address = env.get("ARKOR_RAY_ADDRESS") or env.get("RAY_ADDRESS")
+    if address:
+        settings["ray_address"] = address.rstrip("/")
+    if executor == "ray" and not address:
+        raise UsageError(
+            "The ray executor needs the Ray cluster's dashboard address: pass --ray-address "
+            "http://HEAD:8265 (or set ARKOR_RAY_ADDRESS)."
+        )
+    if value := env.get("ARKOR_RAY_RUNTIME_ENV"):
+        try:
+            runtime_env = json.loads(value)
+        except ValueError as error:
+            raise UsageError(f"ARKOR_RAY_RUNTIME_ENV is not valid JSON: {error}.") from None
+        if not isinstance(runtime_env, dict):
+            raise UsageError(
+                'ARKOR_RAY_RUNTIME_ENV must be a JSON object, e.g. {"pip": ["arkor[local]"]}.'
+            )
+        settings["ray_runtime_env"] = runtime_env
+    if value := env.get("ARKOR_RAY_CPUS"):
+        settings["ray_cpus"] = _number(float, "ARKOR_RAY_CPUS", value, minimum=0.0)
+    if value := env.get("ARKOR_RAY_GPUS"):
+        settings["ray_gpus"] = _number(float, "ARKOR_RAY_GPUS", value, minimum=0.0)
+    return settings
 
 
 _Number = TypeVar("_Number", int, float)

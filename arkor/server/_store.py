@@ -115,6 +115,14 @@ class JobRow:
     cancel_requested: bool
     resumes: int = 0
     """Times the job was re-queued to resume after its plane died."""
+    executor: str | None = None
+    """``local`` or ``ray``: what runs the job's worker (None before one was started)."""
+    executor_job_id: str | None = None
+    """The worker's id there: its process id, or the Ray job's submission id."""
+    node: str | None = None
+    """The machine the worker runs on, as the executor names it."""
+    queue_reason: str | None = None
+    """Why a queued job waits (a Ray cluster without the resources it asks for)."""
 
     @property
     def terminal(self) -> bool:
@@ -147,6 +155,14 @@ class JobRow:
                 "createdAt": self.created_at,
                 "startedAt": self.started_at,
                 "completedAt": self.completed_at,
+                "placement": {
+                    "executor": self.executor,
+                    "executorJobId": self.executor_job_id,
+                    "node": self.node,
+                }
+                if self.executor
+                else None,
+                "queueReason": self.queue_reason if self.status == "queued" else None,
             }
         )
 
@@ -494,34 +510,125 @@ def request_cancel(*, db: Database, job_id: str) -> CancelOutcome:
 
 
 def claim_next_job(
-    *, db: Database, plane_id: str, max_jobs: int, token_hash: str, lease_ttl: float
+    *,
+    db: Database,
+    plane_id: str,
+    max_jobs: int | None,
+    token_hash: str,
+    lease_ttl: float,
+    executor: str = "local",
+    node: str | None = None,
+    place_only: bool = False,
 ) -> JobRow | None:
-    """Move the oldest job this plane may run from ``queued`` to ``running``, owned by it.
+    """Take the oldest job this plane may run, owned by it, for ``executor``.
 
     A plane runs the jobs it accepted, and those of planes that have stopped; at most
-    ``max_jobs`` at once.
+    ``max_jobs`` at once (None: no limit, the executor queues them). The job moves from
+    ``queued`` to ``running``, or with ``place_only`` stays ``queued`` (owned, with its
+    worker's token) until that worker first calls: a Ray job waits there for the cluster's
+    resources.
     """
     now = time.time()
     with db.transaction() as connection:
-        (running,) = connection.execute(
-            "SELECT COUNT(*) FROM jobs WHERE status = 'running' AND owner = ?", (plane_id,)
-        ).fetchone()
-        if running >= max_jobs:
-            return None
+        if max_jobs is not None:
+            (running,) = connection.execute(
+                "SELECT COUNT(*) FROM jobs WHERE status = 'running' AND owner = ?", (plane_id,)
+            ).fetchone()
+            if running >= max_jobs:
+                return None
         row = connection.execute(
-            "SELECT id FROM jobs j WHERE status = 'queued' AND (created_by = ? OR NOT EXISTS "
-            "(SELECT 1 FROM planes p WHERE p.id = j.created_by AND p.heartbeat_at > ?)) "
-            "ORDER BY seq LIMIT 1",
+            "SELECT id FROM jobs j WHERE status = 'queued' AND owner IS NULL AND (created_by = ? "
+            "OR NOT EXISTS (SELECT 1 FROM planes p WHERE p.id = j.created_by AND "
+            "p.heartbeat_at > ?)) ORDER BY seq LIMIT 1",
             (plane_id, now - lease_ttl),
         ).fetchone()
         if row is None:
             return None
-        connection.execute(
-            "UPDATE jobs SET status = 'running', owner = ?, lease_at = ?, token_hash = ?, "
-            "started_at = COALESCE(started_at, ?) WHERE id = ?",
-            (plane_id, now, token_hash, utc_now(), row["id"]),
-        )
+        if place_only:
+            connection.execute(
+                "UPDATE jobs SET owner = ?, lease_at = ?, token_hash = ?, executor = ?, "
+                "executor_job_id = NULL, node = NULL, queue_reason = ? WHERE id = ?",
+                (plane_id, now, token_hash, executor, f"Submitting to {executor}.", row["id"]),
+            )
+        else:
+            connection.execute(
+                "UPDATE jobs SET status = 'running', owner = ?, lease_at = ?, token_hash = ?, "
+                "started_at = COALESCE(started_at, ?), executor = ?, executor_job_id = NULL, "
+                "node = ?, queue_reason = NULL WHERE id = ?",
+                (plane_id, now, token_hash, utc_now(), executor, node, row["id"]),
+            )
         return _job_where(connection, "id = ?", (row["id"],))
+
+
+def set_placement(
+    *,
+    db: Database,
+    job_id: str,
+    executor_job_id: str | None = None,
+    node: str | None = None,
+    queue_reason: str | None = None,
+) -> None:
+    """Record the worker's id in its executor, its node, or why the job still waits."""
+    for column, value in (
+        ("executor_job_id", executor_job_id),
+        ("node", node),
+        ("queue_reason", queue_reason),
+    ):
+        if value is not None:
+            db.connection().execute(f"UPDATE jobs SET {column} = ? WHERE id = ?", (value, job_id))
+
+
+def unplace_job(*, db: Database, job_id: str, owner: str, reason: str) -> bool:
+    """Put a job that could not be submitted back in the queue, saying why it waits."""
+    cursor = db.connection().execute(
+        "UPDATE jobs SET owner = NULL, lease_at = NULL, token_hash = NULL, executor_job_id = NULL, "
+        "queue_reason = ? WHERE id = ? AND status = 'queued' AND owner = ?",
+        (reason, job_id, owner),
+    )
+    return cursor.rowcount > 0
+
+
+def start_placed(*, db: Database, job_id: str) -> None:
+    """A placed job's worker called for the first time: the job is running from now on."""
+    db.connection().execute(
+        "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?), lease_at = ?, "
+        "queue_reason = NULL WHERE id = ? AND status = 'queued' AND owner IS NOT NULL",
+        (utc_now(), time.time(), job_id),
+    )
+
+
+def executor_jobs(*, db: Database, owner: str, executor: str) -> list[JobRow]:
+    """The unfinished jobs ``owner`` handed to ``executor`` (placed or running)."""
+    rows = db.connection().execute(
+        "SELECT * FROM jobs WHERE status IN ('queued', 'running') AND owner = ? AND executor = ? "
+        "ORDER BY seq",
+        (owner, executor),
+    )
+    return [_job(row) for row in rows]
+
+
+def stale_jobs(*, db: Database, owner: str, executor: str, lease_ttl: float) -> list[JobRow]:
+    """Running ``executor`` jobs of ``owner`` whose worker has been silent for ``lease_ttl``."""
+    rows = db.connection().execute(
+        "SELECT * FROM jobs WHERE status = 'running' AND owner = ? AND executor = ? "
+        "AND COALESCE(lease_at, 0) < ?",
+        (owner, executor, time.time() - lease_ttl),
+    )
+    return [_job(row) for row in rows]
+
+
+def adopt_jobs(*, db: Database, plane_id: str, executor: str, lease_ttl: float) -> list[str]:
+    """Take over the unfinished ``executor`` jobs of planes that stopped: their workers may
+    still run there, and someone must watch them."""
+    cutoff = time.time() - lease_ttl
+    with db.transaction() as connection:
+        rows = connection.execute(
+            "UPDATE jobs SET owner = ? WHERE status IN ('queued', 'running') AND executor = ? "
+            "AND owner IS NOT NULL AND owner != ? AND NOT EXISTS (SELECT 1 FROM planes p "
+            "WHERE p.id = jobs.owner AND p.heartbeat_at >= ?) RETURNING id",
+            (plane_id, executor, plane_id, cutoff),
+        ).fetchall()
+    return [row["id"] for row in rows]
 
 
 def job_for_token(*, db: Database, job_id: str, token_hash: str) -> JobRow | None:
@@ -729,33 +836,57 @@ def recover_orphans(
         ).fetchall()
         for row in rows:
             job = _job(row)
-            checkpointed = (
-                connection.execute(
-                    "SELECT 1 FROM events WHERE job_id = ? AND type = 'checkpoint.saved' LIMIT 1",
-                    (job.id,),
-                ).fetchone()
-                is not None
-            )
-            if job.cancel_requested:  # it was asked to stop anyway
-                _append(connection, job, "training.cancelled", {"type": "training.cancelled"})
-                recovered.cancelled.append(job.id)
-            elif checkpointed and job.resumes < max_resumes:
-                # a new worker numbers its events from 1 again, under a new token
-                connection.execute(
-                    "UPDATE jobs SET status = 'queued', owner = NULL, lease_at = NULL, "
-                    "token_hash = NULL, worker_seq = 0, resumes = resumes + 1 WHERE id = ?",
-                    (job.id,),
-                )
-                recovered.resumed.append(job.id)
-            else:
-                _append(
-                    connection, job, "training.failed", _failed(job.id, reason(job, checkpointed))
-                )
-                recovered.failed.append(job.id)
+            outcome = _recover(connection, job, max_resumes=max_resumes, reason=reason)
+            getattr(recovered, outcome).append(job.id)
     return recovered
 
 
+def recover_job(
+    *, db: Database, job_id: str, max_resumes: int, reason: Callable[[JobRow, bool], str]
+) -> Literal["resumed", "failed", "cancelled"] | None:
+    """Recover one unfinished job whose worker is gone, by :func:`recover_orphans`' rules.
+
+    None when the job had already ended.
+    """
+    with db.transaction() as connection:
+        job = _job_where(connection, "id = ?", (job_id,))
+        if job is None or job.terminal:
+            return None
+        return _recover(connection, job, max_resumes=max_resumes, reason=reason)
+
+
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _recover(
+    connection: sqlite3.Connection,
+    job: JobRow,
+    *,
+    max_resumes: int,
+    reason: Callable[[JobRow, bool], str],
+) -> Literal["resumed", "failed", "cancelled"]:
+    """Cancel, re-queue (to resume from its checkpoint) or fail a job whose worker is gone."""
+    checkpointed = (
+        connection.execute(
+            "SELECT 1 FROM events WHERE job_id = ? AND type = 'checkpoint.saved' LIMIT 1",
+            (job.id,),
+        ).fetchone()
+        is not None
+    )
+    if job.cancel_requested:  # it was asked to stop anyway
+        _append(connection, job, "training.cancelled", {"type": "training.cancelled"})
+        return "cancelled"
+    if checkpointed and job.resumes < max_resumes:
+        # a new worker numbers its events from 1 again, under a new token
+        connection.execute(
+            "UPDATE jobs SET status = 'queued', owner = NULL, lease_at = NULL, "
+            "token_hash = NULL, worker_seq = 0, resumes = resumes + 1, executor_job_id = NULL, "
+            "queue_reason = NULL WHERE id = ?",
+            (job.id,),
+        )
+        return "resumed"
+    _append(connection, job, "training.failed", _failed(job.id, reason(job, checkpointed)))
+    return "failed"
 
 
 def _append(
@@ -812,4 +943,8 @@ def _job(row: sqlite3.Row) -> JobRow:
         owner=row["owner"],
         cancel_requested=row["cancel_requested_at"] is not None,
         resumes=row["resumes"],
+        executor=row["executor"],
+        executor_job_id=row["executor_job_id"],
+        node=row["node"],
+        queue_reason=row["queue_reason"],
     )

@@ -26,9 +26,11 @@ from arkor.server._db import (
 def version_1_schema() -> str:
     """The first schema: events kept their JSON (not their frame); jobs had no resume count."""
     v1 = _SCHEMA.replace("    frame TEXT NOT NULL,", "    data TEXT NOT NULL,").replace(
-        ",\n    resumes INTEGER NOT NULL DEFAULT 0", ""
+        ",\n    resumes INTEGER NOT NULL DEFAULT 0,\n    executor TEXT,\n    executor_job_id TEXT,"
+        "\n    node TEXT,\n    queue_reason TEXT",
+        "",
     )
-    assert v1.count("data TEXT NOT NULL") == 1 and "resumes" not in v1
+    assert v1.count("data TEXT NOT NULL") == 1 and "resumes" not in v1 and "node" not in v1
     return v1
 
 
@@ -68,7 +70,7 @@ def test_version_1_events_become_frames_and_stream_as_before(tmp_path: Path) -> 
         columns = [row[1] for row in db.connection().execute("PRAGMA table_info(jobs)")]
     finally:
         db.close()
-    assert columns[-1] == "resumes"
+    assert columns[-5:] == ["resumes", "executor", "executor_job_id", "node", "queue_reason"]
     assert batch is not None
     assert batch.text == "".join(f"id: {i}\nevent: {t}\ndata: {d}\n\n" for i, t, d in events[1:])
     assert (batch.last_id, batch.terminal) == (3, True)

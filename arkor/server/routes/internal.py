@@ -34,6 +34,8 @@ router = APIRouter(
 @router.get("/{job_id}", response_model=WorkerJob, response_model_exclude_none=True)
 def worker_job(plane: PlaneDep, job: JobTokenDep) -> WorkerJob:
     """The job; ``resume`` when an earlier worker ran it (its plane stopped or died)."""
+    if job.status == "queued":  # a job a cluster held until now: its worker has started
+        store.start_placed(db=plane.db, job_id=job.id)
     cancel = store.touch_lease(db=plane.db, job_id=job.id)
     resume = job.resumes > 0 or store.ran_before(db=plane.db, job_id=job.id)
     return WorkerJob(job=job.to_worker(), cancel_requested=cancel, resume=resume)
