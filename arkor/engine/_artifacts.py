@@ -126,8 +126,10 @@ class PlaneStore:
                     headers={**headers, "Upload-Offset": str(offset)},
                 )
                 if answer.status_code == 409 and "upload-offset" in answer.headers:
-                    # an earlier request of ours broke off and is still being written
-                    raise _Retry(f"the plane holds {answer.headers['upload-offset']} bytes")
+                    # an earlier request of ours broke off, and may still be being written
+                    offset = int(answer.headers["upload-offset"])
+                    wait.retry(f"the plane holds {offset} bytes")
+                    continue
                 if answer.status_code == 422 and not damaged:
                     damaged, offset = True, None  # damaged on the way: once more from the start
                     continue

@@ -19,7 +19,8 @@ cleanly) suspends the run: the engine stops at the end of the step it is in, so 
 checkpoint is left half written, nothing more is reported, and the worker exits with
 :data:`SUSPENDED_EXIT` for the plane to put the job back in the queue. A job the plane
 asks to resume (``resume`` in step 1) continues from the newest checkpoint in its artifacts.
-Files go through an :class:`ArtifactStore`; the local one is a folder the plane reads.
+Files go through an :class:`ArtifactStore`; the local one is a folder the plane reads,
+``--artifacts plane`` uploads them over HTTP (:mod:`arkor.engine._artifacts`).
 """
 
 from __future__ import annotations
