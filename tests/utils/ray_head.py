@@ -106,14 +106,17 @@ def _is_loopback(ip: str) -> bool:
     return _unmapped(ip).startswith("127.") or ip == "::1"
 
 
-def _session_root(tmp_path: Path) -> tuple[Path, bool]:
-    """Ray's ``--temp-dir``: under ``tmp_path`` when short enough, else a short folder of its own
-    (the flag says whether the caller must remove it)."""
+def _session_root(tmp_path: Path) -> tuple[Path, Path | None]:
+    """Ray's ``--temp-dir``: ``tmp_path/ray``, reached through a short symlink when that path is
+    too long for the unix sockets Ray creates below it (the second value: the link's own
+    folder, for the caller to remove). The files stay in the test's tmp folder either way."""
     root = tmp_path / "ray"
+    root.mkdir(parents=True, exist_ok=True)
     if len(str(root)) <= MAX_TEMP_DIR:
-        root.mkdir(parents=True, exist_ok=True)
-        return root, False
-    return Path(tempfile.mkdtemp(prefix="ray-")), True
+        return root, None
+    short = Path(tempfile.mkdtemp(prefix="ray-"))
+    (short / "s").symlink_to(root, target_is_directory=True)
+    return short / "s", short
 
 
 def _free_ports(count: int) -> list[int]:
@@ -144,17 +147,22 @@ def head_env() -> dict[str, str]:
 
 @contextlib.contextmanager
 def ray_head(
-    tmp_path: Path, *, num_cpus: int = 2, resources: dict[str, float] | None = None
+    tmp_path: Path,
+    *,
+    num_cpus: int = 2,
+    num_gpus: int = 0,
+    resources: dict[str, float] | None = None,
 ) -> Iterator[RayHead]:
     """A Ray head on loopback until the block ends, answering its Job Submission API.
 
-    ``resources`` are custom resources (``{"GPU": ...}`` is not allowed by Ray; fake devices
-    go under a name of their own). On exit the head's process group is stopped (SIGTERM,
-    then SIGKILL) and no process of it may remain.
+    ``num_gpus`` is what the head declares, whatever the machine has: a job asking for GPUs
+    is scheduled against it (Ray sets the job's ``CUDA_VISIBLE_DEVICES``). ``resources`` are
+    custom resources (``--resources``). On exit the head's processes are stopped (SIGTERM,
+    then SIGKILL) and none may remain.
     """
     if importlib.util.find_spec("ray") is None:
         unavailable("a Ray head needs Ray: pip install 'arkor[ray]'")
-    temp_dir, owned = _session_root(tmp_path)
+    temp_dir, link_folder = _session_root(tmp_path)
     names = (
         "gcs",
         "dashboard",
@@ -208,7 +216,7 @@ def ray_head(
         "--num-cpus",
         str(num_cpus),
         "--num-gpus",
-        "0",
+        str(num_gpus),
         "--temp-dir",
         str(temp_dir),
         "--disable-usage-stats",
@@ -219,7 +227,7 @@ def ray_head(
     ]
     if resources:
         command += ["--resources", json.dumps(resources)]
-    log = temp_dir / "head.log"
+    log = tmp_path / "ray" / "head.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             command,
@@ -242,9 +250,11 @@ def ray_head(
         _wait_ready(head)
         yield head
     finally:
-        _stop(head)
-        if owned:
-            shutil.rmtree(temp_dir, ignore_errors=True)
+        try:
+            _stop(head)
+        finally:
+            if link_folder is not None:
+                shutil.rmtree(link_folder, ignore_errors=True)
 
 
 def _wait_ready(head: RayHead) -> None:
