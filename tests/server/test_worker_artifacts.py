@@ -131,8 +131,9 @@ def test_an_upload_in_pieces_is_placed_owner_only_and_served(
     again = job.http.head(job.url(path), headers={"X-Content-Sha256": digest})
     assert again.headers["x-content-sha256"] == digest, "a re-upload can be skipped"
     assert again.headers["upload-offset"] == str(len(data))
+    assert job.put("adapter/empty.txt", b"").json() == {"received": 0, "complete": True}
     listed = job.http.get(f"/v1/internal/jobs/{job.id}/artifacts").json()["artifacts"]
-    assert listed == [{"path": path, "size": len(data)}]
+    assert listed == [{"path": path, "size": len(data)}, {"path": "adapter/empty.txt", "size": 0}]
     fetched = job.http.get(job.url(path))
     assert fetched.content == data and fetched.headers["x-content-sha256"] == digest
 
