@@ -51,10 +51,26 @@ class TrainingOutcome:
 
 
 def train(run: TrainingRun) -> TrainingOutcome:
-    """Run ``run`` to its end, reporting every stage to ``run.sink`` (see ``arkor.engine._train``)."""
+    """Run ``run`` to its end, reporting every stage to ``run.sink`` (see ``arkor.engine._train``).
+
+    A job whose ``trainer.resources`` asks for more than one process trains data-parallel,
+    this process as rank 0 (see ``arkor.engine._parallel``).
+    """
     from arkor.engine._deps import require_local
 
     require_local()
+    if run.config.resources is not None:
+        from arkor.cloud import TrainingFailed
+        from arkor.engine._parallel import train_data_parallel, world_size
+        from arkor.errors import ArkorError
+
+        try:
+            size = world_size(run.config, run.placement)
+        except ArkorError as error:
+            run.sink.emit(TrainingFailed(job_id=run.job_id, error=str(error)))
+            return TrainingOutcome("failed", 0, {"step": 0}, None, str(error))
+        if size > 1:
+            return train_data_parallel(run, size)
     from arkor.engine._train import train as train_with_transformers
 
     return train_with_transformers(run)

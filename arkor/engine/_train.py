@@ -37,6 +37,7 @@ from transformers import (
     set_seed,
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
 
 from arkor.cloud import (
@@ -67,12 +68,19 @@ from arkor.errors import ArkorError
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from arkor.engine._parallel import Rank
+
 DRY_RUN_MAX_STEPS = 5
 
 
-def train(run: TrainingRun) -> TrainingOutcome:
-    """Run the job to its end and report every stage as an event (see the module docstring)."""
-    recipe = LoraRecipe(run)
+def train(run: TrainingRun, rank: Rank | None = None) -> TrainingOutcome:
+    """Run the job to its end and report every stage as an event (see the module docstring).
+
+    With ``rank``, this process is that rank of a data-parallel run (see
+    :mod:`arkor.engine._parallel`): only rank 0 reports, and it evaluates and saves once
+    the other ranks have exited.
+    """
+    recipe = LoraRecipe(run, rank)
     with warnings.catch_warnings():
         # Saving the adapter of a Hub model, peft asks the Hub whether the base's vocabulary
         # was resized; Arkor never resizes it, and offline the question only prints a warning.
@@ -82,11 +90,13 @@ def train(run: TrainingRun) -> TrainingOutcome:
             if run.stop.is_set():
                 return recipe.finish_cancelled()
             recipe.train()
-            if run.stop.is_set():
+            if rank is not None:
+                rank.finish()
+            if run.stop.is_set() or recipe.stopped:
                 return recipe.finish_cancelled()
             return recipe.finish_completed()
         except Exception as error:  # every failure becomes a training.failed event
-            return recipe.finish_failed(error)
+            return recipe.finish_failed(rank.explain(error) if rank is not None else error)
         finally:
             recipe.release()
 
@@ -94,8 +104,10 @@ def train(run: TrainingRun) -> TrainingOutcome:
 class LoraRecipe:
     """The stages of one run, in the order :func:`train` calls them."""
 
-    def __init__(self, run: TrainingRun) -> None:
+    def __init__(self, run: TrainingRun, rank: Rank | None = None) -> None:
         self.run = run
+        self.rank = rank
+        """This process's rank of a data-parallel run; None for a run of one process."""
         self.config = run.config
         self.checkpoints_dir = run.output_dir / CHECKPOINTS_DIRNAME
         self.adapter_dir = run.output_dir / ADAPTER_DIRNAME
@@ -112,11 +124,14 @@ class LoraRecipe:
         self.eval_engine: InferenceEngine | None = None
         self.base_answers: dict[str, str] = {}
         """The base's answers by held-out row hash: the same for every checkpoint."""
+        self.callback: _EventsCallback | None = None
 
     def setup(self) -> None:
         """Reject impossible runs, then load the model, the data and the trainer, in that order."""
         transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-        placement = self.placement = self.run.placement or choose_placement()
+        placement = self.placement = self.run.placement or (
+            self.rank.placement() if self.rank is not None else choose_placement()
+        )
         if self.config.load_in_4bit:
             check_4bit(placement)
         stack, warnings = check_stack(self.config)
@@ -136,8 +151,12 @@ class LoraRecipe:
         base = load_model(resolved, placement, load_in_4bit=bool(self.config.load_in_4bit))
         lora = self.model = self._with_lora(base)
         self.tokenizer = tokenizer
+        if self.rank is not None and not self.rank.join(self.run.stop):
+            return  # stopped while the other ranks loaded
         self.trainer = self._build_trainer(lora, tokenizer, placement)
-        if self.run.resume and self.checkpoints_dir.is_dir():
+        if self.rank is not None:
+            self.resume_from = self.rank.resume_from
+        elif self.run.resume and self.checkpoints_dir.is_dir():
             self.resume_from = get_last_checkpoint(str(self.checkpoints_dir))  # type: ignore[no-untyped-call]
         resumed = (
             {"resumedFromStep": _checkpoint_step(self.resume_from)} if self.resume_from else {}
@@ -148,6 +167,7 @@ class LoraRecipe:
                 metadata={
                     "model": self.config.model,
                     "device": placement.device,
+                    **self._parallel_metadata(),
                     "dtype": str(placement.dtype).removeprefix("torch."),
                     "trainableParameters": sum(
                         p.numel() for p in lora.parameters() if p.requires_grad
@@ -188,7 +208,14 @@ class LoraRecipe:
         portable_checkpoint(self.adapter_dir, self.config)
         return artifacts_under(self.adapter_dir, self.run.output_dir)
 
+    @property
+    def stopped(self) -> bool:
+        """Whether a stop (on any rank) ended the training loop early."""
+        return self.callback is not None and self.callback.stopped
+
     def finish_completed(self) -> TrainingOutcome:
+        if self.rank is not None and not self.rank.is_lead:
+            return TrainingOutcome("completed", self.step, {"step": self.step}, None)
         artifacts = self.save_adapter()
         if self.data is not None and self.data.held_out is not None:
             write_held_out(self.run.output_dir / HELD_OUT_PATH, self.data.held_out.items)
@@ -279,6 +306,11 @@ class LoraRecipe:
         self.eval_engine = None
         self.cleanup()
 
+    def _parallel_metadata(self) -> dict[str, Any]:
+        if self.rank is None:
+            return {}
+        return {"processes": self.rank.size, "devices": self.rank.devices}
+
     def _held_out_metadata(self) -> dict[str, int]:
         held = self.data.held_out if self.data is not None else None
         if held is None:
@@ -314,13 +346,14 @@ class LoraRecipe:
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, placement: Placement
     ) -> Trainer:
         assert self.data is not None
-        callback = _EventsCallback(self.run, self.config.batch_size or 4)
+        callback = self.callback = _EventsCallback(self.run, self.config.batch_size or 4, self.rank)
         spec = self.config.eval
-        if spec is not None and spec.at_checkpoints and self.data.held_out is not None:
+        lead = self.rank is None or self.rank.is_lead
+        if spec is not None and spec.at_checkpoints and self.data.held_out is not None and lead:
             callback.on_checkpoint = lambda folder, step: self.evaluate(
                 folder, step=step, checkpoint=step
             )
-        trainer = Trainer(
+        trainer = (Trainer if self.rank is None else _RankTrainer)(
             model=model,
             args=self._training_arguments(placement, has_eval=bool(self.data.eval)),
             train_dataset=_Examples(self.data.train),
@@ -369,6 +402,7 @@ class LoraRecipe:
             bf16=placement.dtype == torch.bfloat16,
             fp16=placement.dtype == torch.float16,
             **_length_grouping_options(),
+            **(self.rank.training_options() if self.rank is not None else {}),
         )
 
     def _tokens_seen(self) -> int | None:
@@ -384,6 +418,38 @@ class LoraRecipe:
             if "eval_loss" in entry:
                 return float(entry["eval_loss"])
         return None
+
+
+class _RankTrainer(Trainer):
+    """The Trainer of one rank of a data-parallel run: the same rows per step as one process.
+
+    Rows are grouped by length in groups sized by the global batch (every rank's rows of a
+    step), not by one rank's; the rows of each step are then dealt out to the ranks.
+    """
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):
+            return _SharedOrderSampler(
+                sampler.batch_size * self.args.world_size, lengths=sampler.lengths
+            )
+        return sampler
+
+
+class _SharedOrderSampler(LengthGroupedSampler):
+    """Length-grouped order that every rank draws alike, epoch after epoch.
+
+    The first epoch takes the order one process would (from the seeded RNG every rank
+    shares at that point); later ones come from a generator of its own, so the ranks keep
+    agreeing whatever else has drawn from their RNGs since (dropout on batches of
+    different shapes does).
+    """
+
+    def __iter__(self) -> Any:
+        if self.generator is None:
+            self.generator = torch.Generator()
+            self.generator.set_state(torch.random.get_rng_state())
+        return super().__iter__()
 
 
 class _Examples:
@@ -448,11 +514,19 @@ def artifacts_under(folder: Path, root: Path) -> list[Artifact]:
 
 
 class _EventsCallback(TrainerCallback):
-    """Turns Trainer hooks into Arkor events and stops at the first step end after a cancel."""
+    """Turns Trainer hooks into Arkor events and stops at the first step end after a cancel.
 
-    def __init__(self, run: TrainingRun, batch_size: int) -> None:
+    Of a data-parallel run, every rank stops at the same step end (the ranks all-reduce
+    their stop flags there) and rank 0 alone reports.
+    """
+
+    def __init__(self, run: TrainingRun, batch_size: int, rank: Rank | None = None) -> None:
         self.run = run
-        self.batch_size = batch_size
+        self.rank = rank
+        self.reports = rank is None or rank.is_lead
+        self.batch_size = batch_size * (rank.size if rank is not None else 1)
+        """Rows per optimizer step, over every rank."""
+        self.stopped = False
         self.trainer: Trainer | None = None
         self.on_checkpoint: Callable[[Path, int], None] | None = None
         """Called with each checkpoint's folder and step after its ``checkpoint.saved``."""
@@ -464,7 +538,11 @@ class _EventsCallback(TrainerCallback):
         self._window_step = state.global_step
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        if self.run.stop.is_set():
+        stop = self.run.stop.is_set()
+        if self.rank is not None:
+            stop = self.rank.any_stop(stop)
+        if stop:
+            self.stopped = True
             control.should_training_stop = True
             control.should_save = False
             control.should_evaluate = False
@@ -474,6 +552,8 @@ class _EventsCallback(TrainerCallback):
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         logs = logs or {}
+        if not self.reports:
+            return
         if "loss" not in logs and "eval_loss" not in logs:
             return  # the end-of-training summary; training.completed carries it
         now = time.perf_counter()
@@ -498,6 +578,8 @@ class _EventsCallback(TrainerCallback):
         )
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self.reports:
+            return
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
             portable_checkpoint(folder, self.run.config)
