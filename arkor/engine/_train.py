@@ -449,7 +449,7 @@ class _SharedOrderSampler(LengthGroupedSampler):
         if self.generator is None:
             self.generator = torch.Generator()
             self.generator.set_state(torch.random.get_rng_state())
-        return super().__iter__()
+        return super().__iter__()  # type: ignore[no-untyped-call]
 
 
 class _Examples:
