@@ -137,6 +137,8 @@ class Rank:
         self.resume_from = resume_from
         """The checkpoint every rank continues from: one in rank 0's output folder."""
         self._flag_device = f"cuda:{rank}" if device == "cuda" else "cpu"
+        self.joined = False
+        """Whether the process group is open: from then on, a dead rank breaks the others' steps."""
 
     @property
     def is_lead(self) -> bool:
@@ -187,6 +189,7 @@ class Rank:
             world_size=self.size,
             timeout=PROCESS_GROUP_TIMEOUT,
         )
+        self.joined = True
         return True
 
     def any_stop(self, stop: bool) -> bool:
@@ -351,7 +354,12 @@ class LeadRank(Rank):
             raise failure
 
     def explain(self, error: Exception) -> Exception:
-        """A rank that died explains a broken collective better than the collective does."""
+        """A rank that died explains a broken collective better than the collective does.
+
+        Before the process group is open, an error of rank 0 is its own.
+        """
+        if not self.joined:
+            return error
         deadline = time.monotonic() + FAILURE_GRACE_SECONDS
         while True:
             failure = self._failure()

@@ -23,7 +23,7 @@ import dataclasses
 import gc
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ from transformers import (
     set_seed,
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
-from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import get_last_checkpoint
 
 from arkor.cloud import (
@@ -430,26 +430,34 @@ class _RankTrainer(Trainer):
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         sampler = super()._get_train_sampler(train_dataset)
         if isinstance(sampler, LengthGroupedSampler):
-            return _SharedOrderSampler(
-                sampler.batch_size * self.args.world_size, lengths=sampler.lengths
+            return _RankZeroOrder(
+                sampler.batch_size * self.args.world_size,
+                lengths=sampler.lengths,
+                device=self.args.device,
             )
         return sampler
 
 
-class _SharedOrderSampler(LengthGroupedSampler):
-    """Length-grouped order that every rank draws alike, epoch after epoch.
+class _RankZeroOrder(LengthGroupedSampler):
+    """Each epoch's length-grouped order, drawn by rank 0 as one process draws it, sent to all.
 
-    The first epoch takes the order one process would (from the seeded RNG every rank
-    shares at that point); later ones come from a generator of its own, so the ranks keep
-    agreeing whatever else has drawn from their RNGs since (dropout on batches of
-    different shapes does).
+    Every rank must deal out the same order; their RNGs part as soon as anything random
+    (dropout) runs on batches of different shapes.
     """
 
-    def __iter__(self) -> Any:
-        if self.generator is None:
-            self.generator = torch.Generator()
-            self.generator.set_state(torch.random.get_rng_state())
-        return super().__iter__()  # type: ignore[no-untyped-call]
+    def __init__(self, batch_size: int, *, lengths: list[int], device: torch.device) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.device = device
+
+    def __iter__(self) -> Iterator[int]:
+        import torch.distributed as dist
+
+        order = torch.zeros(len(self.lengths), dtype=torch.long, device=self.device)
+        if dist.get_rank() == 0:
+            drawn = get_length_grouped_indices(self.lengths, self.batch_size)  # type: ignore[no-untyped-call]
+            order = torch.tensor(drawn, dtype=torch.long, device=self.device)
+        dist.broadcast(order, src=0)
+        return iter(order.tolist())
 
 
 class _Examples:

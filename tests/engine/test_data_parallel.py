@@ -7,6 +7,7 @@ dies fails the run with its reason; nothing is left running.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ from arkor.engine import ADAPTER_DIRNAME, ListSink, TrainingOutcome, TrainingRun
 from tests.engine.test_train import CancelAt, job_config, logs, toy_rows, write_rows
 
 pytestmark = pytest.mark.slow
+
+RANK_ENVIRONMENT = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+"""Rank 0's variables while it trains; the calling process has its own back afterwards."""
 
 
 def rank_processes() -> list[psutil.Process]:
@@ -63,12 +67,27 @@ def run_job(
         dataset_file=write_rows(folder, toy_rows()),
         resume=resume,
     )
+    environment = {name: os.environ.get(name) for name in RANK_ENVIRONMENT}
     outcome = train(run)
     assert rank_processes() == [], "every rank has exited when train() returns"
+    assert {name: os.environ.get(name) for name in RANK_ENVIRONMENT} == environment
     return Trained(outcome, sink, folder / "job")
 
 
-SAME_STEPS = {"max_steps": 4, "logging_steps": 1, "save_steps": 4, "dataset_split": 0.25}
+SAME_STEPS = {
+    "max_steps": 4,
+    "logging_steps": 1,
+    "save_steps": 2,
+    "dataset_split": 0.25,
+    "eval_steps": 4,
+    "eval": {
+        "held_out": 0.25,
+        "rows": 4,
+        "metrics": ["exact_match"],
+        "max_new_tokens": 4,
+        "at_checkpoints": True,
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +124,16 @@ def test_rank_zero_alone_reports_and_saves_the_adapter(
     _, two = one_and_two
     types = two.sink.types()
     assert types.count("training.started") == 1
-    assert types.count("checkpoint.saved") == 1
+    assert types.count("checkpoint.saved") == 2
     assert types.count("training.completed") == 1
-    assert types[-1] == "training.completed"
+    assert types[-2:] == ["eval.completed", "training.completed"]
+    evals = [event for event in two.sink.events if event.type == "eval.completed"]
+    assert [(event.checkpoint, event.error) for event in evals] == [
+        (2, None),
+        (4, None),
+        (None, None),
+    ]
+    assert (two.output / "eval" / "held-out.jsonl").is_file()
     assert [event.step for event in logs(two.sink) if event.loss is not None] == [1, 2, 3, 4]
     started = two.sink.events[0].metadata or {}
     assert started["processes"] == 2
@@ -158,3 +184,27 @@ def test_a_rank_that_dies_fails_the_run_with_its_reason(tiny_model: Path, tmp_pa
     assert trained.outcome.status == "failed"
     assert trained.sink.types()[-1] == "training.failed"
     assert "Data-parallel rank 1 of 2 was killed by SIGKILL" in (trained.outcome.error or "")
+
+
+def test_a_run_that_cannot_start_fails_with_rank_zeros_reason(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    trained = run_job(tiny_model, tmp_path, processes=2, model="/nonexistent/model-folder")
+    assert trained.outcome.status == "failed"
+    assert trained.sink.types() == ["training.failed"]
+    assert (trained.outcome.error or "").startswith("Cannot load the model")
+
+
+def test_more_processes_than_gpus_is_refused(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    monkeypatch.setenv("ARKOR_DEVICE", "cuda")
+    gpus = torch.cuda.device_count()
+    trained = run_job(tiny_model, tmp_path, processes=gpus + 1)
+    assert trained.outcome.status == "failed"
+    assert trained.sink.types() == ["training.failed"]
+    assert f"asks for {gpus + 1} data-parallel processes, but this machine has {gpus} GPU" in (
+        trained.outcome.error or ""
+    )
