@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,17 @@ SAME_STEPS = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def on_the_cpu() -> Iterator[None]:
+    """Two gloo ranks on the CPU, also on a machine with one GPU (two would need two)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ARKOR_DEVICE", "cpu")
+        yield
+
+
 @pytest.fixture(scope="module")
 def one_and_two(
-    tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+    on_the_cpu: None, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Trained, Trained]:
     """The same job on one process with batch 4 and on two with batch 2 each."""
     folder = tmp_path_factory.mktemp("data-parallel")
