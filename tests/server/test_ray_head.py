@@ -16,6 +16,8 @@ from tests.utils.ray_head import RayHead, alive, ray_head
 pytestmark = pytest.mark.ray
 
 JOB_TIMEOUT = 120.0
+PROMPT_STOP = 20.0
+"""Seconds a head may take to stop: about 3 on two busy cores, 30+ when SIGTERM is ignored."""
 
 
 def _wait_status(head: RayHead, job_id: str, wanted: set[str]) -> str:
@@ -81,3 +83,16 @@ def _cmdline(process: psutil.Process) -> list[str]:
         return process.cmdline()
     except psutil.NoSuchProcess:
         return []
+
+
+def test_a_head_stopped_just_after_it_answers_stops_promptly(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The dashboard answers before `ray start` has finished starting; a head stopped a moment
+    # later (half a second or so) ignored SIGTERM for 30 s. Ready must mean startup is done.
+    with ray_head(tmp_path_factory.mktemp("ray")) as head:
+        processes = _processes(head.pids())
+        time.sleep(0.5)
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < PROMPT_STOP
+    assert [p for p in processes if alive(p)] == []

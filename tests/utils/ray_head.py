@@ -39,6 +39,8 @@ GRACE = 5.0
 """Seconds a process that outlived the head gets between SIGTERM and SIGKILL."""
 WORKER_PORTS = 32
 """Ports handed to Ray's workers (one each: the job supervisors and any driver's tasks)."""
+BLOCKING = "will now block forever"
+"""What ``ray start --block`` prints once the node is up."""
 MAX_TEMP_DIR = 40
 """Longest session root kept: Ray adds ~60 characters of session and socket names below it,
 and a unix socket path may not exceed 107."""
@@ -258,23 +260,29 @@ def ray_head(
 
 
 def _wait_ready(head: RayHead) -> None:
-    """Return once a JobSubmissionClient lists jobs; fail with the head's log tail otherwise."""
+    """Return once ``ray start`` has finished starting (it says it now blocks) and a
+    JobSubmissionClient lists jobs; fail with the head's log tail otherwise.
+
+    The dashboard answers before ``ray start`` is done; a head stopped in that window ignores
+    SIGTERM until its startup call returns, so readiness waits for both.
+    """
     from ray.job_submission import JobSubmissionClient
 
     deadline = time.monotonic() + START_TIMEOUT
-    last: Exception | None = None
+    last: Exception | str = "ray start has not said it blocks yet"
     while time.monotonic() < deadline:
         if head.process.poll() is not None:
             raise RuntimeError(
                 f"ray start exited with {head.process.returncode} before its dashboard "
                 f"answered; its output ends:\n{head.log_tail()}"
             )
-        try:
-            JobSubmissionClient(head.dashboard_url).list_jobs()
-            return
-        except Exception as error:  # the dashboard refuses, 404s or 5xxs while it starts
-            last = error
-            time.sleep(0.5)
+        if BLOCKING in head.log.read_text(errors="replace"):
+            try:
+                JobSubmissionClient(head.dashboard_url).list_jobs()
+                return
+            except Exception as error:  # the dashboard refuses, 404s or 5xxs while it starts
+                last = error
+        time.sleep(0.5)
     raise RuntimeError(
         f"the Ray head's Job Submission API at {head.dashboard_url} did not answer within "
         f"{START_TIMEOUT:.0f} s (last error: {last}); its output ends:\n{head.log_tail()}"
