@@ -423,17 +423,23 @@ def train_data_parallel(run: TrainingRun, size: int) -> TrainingOutcome:
     """Train ``run`` on ``size`` processes, this one rank 0; every other has exited on return."""
     from arkor.engine._train import train
 
-    lead = LeadRank(run, size)
+    lead: LeadRank | None = None
     try:
         try:
+            lead = LeadRank(run, size)
             lead.launch()
-        except Exception as error:  # a rank that cannot start fails the run
-            message = f"The data-parallel ranks could not start: {type(error).__name__}: {error}"
+        except Exception as error:  # ranks that cannot start fail the run
+            message = (
+                str(error)
+                if isinstance(error, ArkorError)
+                else f"The data-parallel ranks could not start: {type(error).__name__}: {error}"
+            )
             run.sink.emit(TrainingFailed(job_id=run.job_id, error=message))
             return TrainingOutcome("failed", 0, {"step": 0}, None, message)
         return train(run, rank=lead)
     finally:
-        lead.close()
+        if lead is not None:
+            lead.close()
 
 
 def _threads_per_rank(size: int) -> int:

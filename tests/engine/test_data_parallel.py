@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from arkor.cloud import JobEvent
 from arkor.engine import ADAPTER_DIRNAME, ListSink, TrainingOutcome, TrainingRun, train
 from tests.engine.test_train import CancelAt, job_config, logs, toy_rows, write_rows
+from tests.utils.requires import need
 
 pytestmark = pytest.mark.slow
 
@@ -217,3 +219,81 @@ def test_more_processes_than_gpus_is_refused(
     assert f"asks for {gpus + 1} data-parallel processes, but this machine has {gpus} GPU" in (
         trained.outcome.error or ""
     )
+
+
+def test_a_worker_trains_on_two_processes_and_the_plane_sees_one_run(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    need("fastapi", "this test runs the real plane")
+    from tests.utils.plane import (
+        running_plane,
+        sign_up,
+        tiny_job,
+        toy_dataset,
+        upload,
+        wait_for_status,
+    )
+
+    with running_plane(tmp_path / "home") as plane:
+        caller = sign_up(plane.url)
+        body = tiny_job(
+            tiny_model, upload(caller, toy_dataset()), batchSize=2, resources={"processes": 2}
+        )
+        created = caller.http.post("/v1/jobs", params=caller.scope, json=body)
+        assert created.status_code == 201, created.text
+        job_id = created.json()["job"]["id"]
+        job = wait_for_status(caller, job_id, {"completed", "failed"}, timeout=180)
+        events = caller.http.get(f"/v1/jobs/{job_id}", params=caller.scope).json()["events"]
+        caller.close()
+        assert job["status"] == "completed", events[-1]
+        assert rank_processes() == []
+
+    types = [event["type"] for event in events]
+    assert types.count("training.started") == 1
+    assert types[-1] == "training.completed"
+    assert events[0]["metadata"]["processes"] == 2
+    steps = [event["step"] for event in events if event["type"] == "training.log"]
+    assert steps == [1, 2, 3, 4]
+    adapter = plane.settings.artifacts_dir / job_id / ADAPTER_DIRNAME
+    assert (adapter / "adapter_model.safetensors").is_file()
+
+
+def test_a_cancel_on_the_plane_ends_a_two_process_run_with_no_rank_left(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    need("fastapi", "this test runs the real plane")
+    from tests.utils.plane import (
+        running_plane,
+        sign_up,
+        tiny_job,
+        toy_dataset,
+        upload,
+        wait_for_status,
+    )
+
+    with running_plane(tmp_path / "home") as plane:
+        caller = sign_up(plane.url)
+        body = tiny_job(
+            tiny_model,
+            upload(caller, toy_dataset()),
+            batchSize=2,
+            maxSteps=100_000,
+            saveSteps=100_000,
+            resources={"processes": 2},
+        )
+        job_id = caller.http.post("/v1/jobs", params=caller.scope, json=body).json()["job"]["id"]
+        deadline = time.monotonic() + 120
+        while not any(
+            event["type"] == "training.log"
+            for event in caller.http.get(f"/v1/jobs/{job_id}", params=caller.scope).json()["events"]
+        ):
+            assert time.monotonic() < deadline, "no step was logged"
+            time.sleep(0.2)
+        cancel = caller.http.post(f"/v1/jobs/{job_id}/cancel", params=caller.scope)
+        assert cancel.status_code == 202
+        wait_for_status(caller, job_id, {"cancelled"}, timeout=60)
+        caller.close()
+        deadline = time.monotonic() + 30  # the worker reports, then returns from train()
+        while rank_processes():
+            assert time.monotonic() < deadline, "a rank outlived the cancelled run"
+            time.sleep(0.2)
