@@ -160,6 +160,8 @@ def test_a_version_2_database_gets_a_plane_id_and_keeps_its_tokens(tmp_path: Pat
         connection.execute("DROP TABLE meta")
         connection.execute("DROP INDEX tokens_by_id")
         connection.execute("ALTER TABLE tokens DROP COLUMN id")
+        for column in ("executor", "executor_job_id", "node", "queue_reason"):  # added in 7
+            connection.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
         connection.execute("PRAGMA user_version = 2")
     connection.close()
 
