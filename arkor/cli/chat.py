@@ -233,12 +233,41 @@ def _converse(conversation: Chat) -> int:
 
 
 def _show(reply: Reply) -> None:
-    """Write the answer to stdout as it arrives, then end its line."""
-    for text in reply:
-        sys.stdout.write(text)
+    """Write the answer to stdout as it arrives, then end its line.
+
+    The conversation keeps everything that arrived as the model's turn, so a Ctrl-C must not
+    leave part of it unshown: each write runs with SIGINT held back (an interrupt cannot cut
+    it in two), and an interrupt that lands between a chunk's arrival and its write still
+    writes that chunk before the answer stops.
+    """
+    written = 0
+    try:
+        for text in reply:
+            with _sigint_held():
+                sys.stdout.write(text)
+                sys.stdout.flush()
+                written += len(text)
+    except KeyboardInterrupt:
+        sys.stdout.write(reply.text[written:])
         sys.stdout.flush()
+        raise
     sys.stdout.write("\n")
     sys.stdout.flush()
+
+
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Defer SIGINT for the block; a Ctrl-C in it arrives once the block is done."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _note_cut(reply: Reply, conversation: Chat) -> None:
