@@ -2,7 +2,8 @@
 
 Each job's worker is a Ray job: the same entry point as a local worker
 (``python -m arkor.engine.worker``) with ``--artifacts plane``, so it uploads its files to
-this plane over HTTP, and the job's token in its ``runtime_env``. Ray holds the job until a
+this plane over HTTP (or, with ``ray_artifacts``, writes them straight into this plane's
+artifacts folder as the nodes mount it), and the job's token in its ``runtime_env``. Ray holds the job until a
 node has the resources it asks for (``trainer.resources``, else the plane's defaults); until
 its worker first calls, the job stays ``queued`` here with the reason Ray gives. The plane
 polls Ray for the jobs it submitted: a Ray job that ended without its job ending (a killed
@@ -119,7 +120,7 @@ class RayCluster:
                 "--job-id",
                 job.id,
                 "--artifacts",
-                "plane",
+                f"{settings.ray_artifacts}/{job.id}" if settings.ray_artifacts else "plane",
             ]
         )
         submission_id = f"arkor-{job.id}-{secrets.token_hex(3)}"

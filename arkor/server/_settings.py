@@ -106,6 +106,10 @@ class Settings:
     """CPUs a job reserves when ``trainer.resources.cpus`` is unset (``ARKOR_RAY_CPUS``)."""
     ray_gpus: float = 0.0
     """GPUs a job reserves when ``trainer.resources.gpus`` is unset (``ARKOR_RAY_GPUS``)."""
+    ray_artifacts: str | None = None
+    """Where every Ray node sees this plane's artifacts folder (``ARKOR_RAY_ARTIFACTS``: an
+    absolute path on a shared volume or NFS mount): workers write their files there directly.
+    Unset, they upload them to the plane over HTTP, which needs no shared disk."""
 
     @property
     def audience(self) -> str | None:
@@ -158,7 +162,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ``ARKOR_OIDC_GROUPS_CLAIM``, ``ARKOR_OIDC_LEEWAY_SECONDS``,
     ``ARKOR_OIDC_JWKS_REFETCH_SECONDS``, ``ARKOR_NO_ANONYMOUS``, and for a Ray cluster
     ``ARKOR_EXECUTOR``, ``ARKOR_RAY_ADDRESS``, ``ARKOR_RAY_RUNTIME_ENV``,
-    ``ARKOR_RAY_WORKER_COMMAND``, ``ARKOR_RAY_CPUS`` and ``ARKOR_RAY_GPUS``.
+    ``ARKOR_RAY_WORKER_COMMAND``, ``ARKOR_RAY_CPUS``, ``ARKOR_RAY_GPUS`` and
+    ``ARKOR_RAY_ARTIFACTS``.
     """
     env = os.environ if environ is None else environ
     configured = env.get("ARKOR_HOME")
@@ -255,6 +260,13 @@ def _ray_settings(env: Mapping[str, str]) -> dict[str, Any]:
         settings["ray_cpus"] = _number(float, "ARKOR_RAY_CPUS", value, minimum=0.0)
     if value := env.get("ARKOR_RAY_GPUS"):
         settings["ray_gpus"] = _number(float, "ARKOR_RAY_GPUS", value, minimum=0.0)
+    if value := env.get("ARKOR_RAY_ARTIFACTS"):
+        if not value.startswith("/"):
+            raise UsageError(
+                f"ARKOR_RAY_ARTIFACTS must be an absolute path (where the Ray nodes mount this "
+                f"plane's artifacts folder), not `{value}`; leave it unset to upload over HTTP."
+            )
+        settings["ray_artifacts"] = value.rstrip("/") or "/"
     return settings
 
 

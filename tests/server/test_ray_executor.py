@@ -112,6 +112,34 @@ def test_a_job_trains_on_ray_and_looks_as_a_local_one(
     assert hashlib.sha256(download.content).hexdigest() == download.headers["x-content-sha256"]
 
 
+def test_with_a_shared_artifacts_folder_workers_write_there_and_upload_nothing(
+    ray_cluster: RayHead, tmp_path: Path, tiny_model: Path
+) -> None:
+    home = tmp_path / "shared-home"
+    # on one machine the plane's artifacts folder is where the nodes see it
+    artifacts = home / "local" / "artifacts"
+    with running_plane(
+        home,
+        executor="ray",
+        ray_address=ray_cluster.dashboard_url,
+        ray_worker_command=(sys.executable, "-m", "arkor.engine.worker"),
+        ray_runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "ARKOR_TELEMETRY_DISABLED": "1"}},
+        ray_artifacts=str(artifacts),
+    ) as plane:
+        caller = sign_up(plane.url)
+        try:
+            job_id = submit(caller, tiny_job(tiny_model, upload(caller, toy_dataset())))
+            job = wait_for_status(caller, job_id, {"completed", "failed", "cancelled"}, timeout=300)
+            assert job["status"] == "completed", job.get("error")
+            listed = caller.http.get(f"/v1/jobs/{job_id}/artifacts", params=caller.scope).json()
+        finally:
+            caller.close()
+    paths = {item["path"] for item in listed["artifacts"]}
+    assert "adapter/adapter_model.safetensors" in paths
+    assert (artifacts / job_id / "adapter" / "adapter_model.safetensors").is_file()
+    assert not (home / "local" / "artifacts-partial").exists()  # nothing went over HTTP
+
+
 def test_a_job_the_cluster_cannot_hold_waits_with_a_reason_and_cancels(
     caller: Caller, ray_cluster: RayHead, tiny_model: Path
 ) -> None:

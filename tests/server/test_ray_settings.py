@@ -25,13 +25,16 @@ def test_the_ray_executor_is_chosen_with_its_cluster(tmp_path: Path) -> None:
             "ARKOR_RAY_RUNTIME_ENV": '{"pip": ["arkor[local]"]}',
             "ARKOR_RAY_GPUS": "1",
             "ARKOR_RAY_WORKER_COMMAND": "/opt/venv/bin/python -m arkor.engine.worker",
+            "ARKOR_RAY_ARTIFACTS": "/mnt/arkor/artifacts/",
         }
     )
     assert (settings.executor, settings.ray_address) == ("ray", "http://head:8265")
     assert settings.ray_runtime_env == {"pip": ["arkor[local]"]}
     assert (settings.ray_cpus, settings.ray_gpus) == (1.0, 1.0)
     assert settings.ray_worker_command[0] == "/opt/venv/bin/python"
-    assert load_settings({"ARKOR_HOME": str(tmp_path)}).executor == "local"
+    assert settings.ray_artifacts == "/mnt/arkor/artifacts"
+    default = load_settings({"ARKOR_HOME": str(tmp_path)})
+    assert (default.executor, default.ray_artifacts) == ("local", None)  # uploads over HTTP
 
 
 @pytest.mark.parametrize(
@@ -42,6 +45,7 @@ def test_the_ray_executor_is_chosen_with_its_cluster(tmp_path: Path) -> None:
         ({"ARKOR_EXECUTOR": "ray", "RAY_ADDRESS": "x", "ARKOR_RAY_RUNTIME_ENV": "{"}, "JSON"),
         ({"ARKOR_EXECUTOR": "ray", "RAY_ADDRESS": "x", "ARKOR_RAY_RUNTIME_ENV": "[]"}, "object"),
         ({"ARKOR_RAY_GPUS": "-1"}, "at least 0"),
+        ({"ARKOR_RAY_ARTIFACTS": "s3://bucket/arkor"}, "absolute path"),
     ],
 )
 def test_bad_ray_settings_are_usage_errors(variables: dict[str, str], says: str) -> None:
