@@ -47,6 +47,19 @@ def _files(root: Path) -> list[Path]:
     return sorted(path for path in found if path.is_file())
 
 
+FILE_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "headers": {
+            "X-Content-Sha256": {
+                "description": "The hex sha256 of the file's bytes, to check the transfer.",
+                "schema": {"type": "string"},
+            }
+        }
+    }
+}
+"""The OpenAPI description of a file download's answer: its digest header."""
+
+
 @router.get("/{job_id}/artifacts", response_model=ArtifactList, response_model_exclude_none=True)
 def list_artifacts(plane: PlaneDep, job: JobDep) -> ArtifactList:
     root = plane.settings.artifacts_dir / job.id
@@ -61,16 +74,7 @@ def list_artifacts(plane: PlaneDep, job: JobDep) -> ArtifactList:
 @router.get(
     "/{job_id}/artifacts/{path:path}",
     response_class=FileResponse,
-    responses={
-        200: {
-            "headers": {
-                "X-Content-Sha256": {
-                    "description": "The hex sha256 of the file's bytes, to check the transfer.",
-                    "schema": {"type": "string"},
-                }
-            }
-        }
-    },
+    responses=FILE_RESPONSES,
 )
 def download_artifact(plane: PlaneDep, job: JobDep, path: str) -> FileResponse:
     if "\x00" in path:

@@ -44,7 +44,7 @@ from arkor.server._db import Database, in_thread
 from arkor.server._errors import SCOPED_ERRORS, ApiError, error_responses, not_found
 from arkor.server._settings import Settings
 from arkor.server.deps import JobTokenDep, PlaneDep, _bearer, _job_token, _plane
-from arkor.server.routes.artifacts import _linked, _sha256, _visible, list_artifacts
+from arkor.server.routes.artifacts import FILE_RESPONSES, _linked, _sha256, _visible, list_artifacts
 
 router = APIRouter(
     prefix="/v1/internal/jobs",
@@ -294,16 +294,7 @@ def worker_artifacts(plane: PlaneDep, job: JobTokenDep) -> ArtifactList:
 @router.get(
     "/{job_id}/artifacts/{path:path}",
     response_class=FileResponse,
-    responses={
-        200: {
-            "headers": {
-                "X-Content-Sha256": {
-                    "description": "The hex sha256 of the file's bytes, to check the transfer.",
-                    "schema": {"type": "string"},
-                }
-            }
-        }
-    },
+    responses=FILE_RESPONSES,
 )
 def worker_artifact(plane: PlaneDep, job: JobTokenDep, path: str) -> FileResponse:
     """One placed file, with its digest."""
