@@ -259,6 +259,10 @@ class JobConfig(StrictWireModel):
     train_on_responses_only: Annotated[
         bool | None, AsConfig(Trainer, "train_on_responses_only")
     ] = None
+    precision: Annotated[str | None, AsConfig(Trainer, "precision")] = None
+    """None (a manifest from before the key): ``auto``."""
+    packing: Annotated[bool | None, AsConfig(Trainer, "packing")] = None
+    """None (a manifest from before the key): on."""
     seed: Annotated[int | None, AsConfig(Trainer, "seed")] = None
     dry_run: Annotated[bool | None, AsConfig(Trainer, "dry_run")] = None
     strict_stack: Annotated[bool | None, AsConfig(Trainer, "strict_stack")] = None
@@ -267,9 +271,9 @@ class JobConfig(StrictWireModel):
     build_stack: StackVersions | None = None
     """The training stack ``arkor build`` saw; the worker warns (or refuses) when its own differs."""
     eval: EvalSpec | None = None
+    """Base-vs-adapter evaluation on held-out rows; None: none."""
     resources: ResourcesSpec | None = None
     """Unset (or empty): one process, the plane's default placement."""
-    """Base-vs-adapter evaluation on held-out rows; None: none."""
 
 
 class JobCreate(StrictWireModel):

@@ -165,6 +165,7 @@ class TextFormat(_Section):
 
 
 DatasetFormatName = Literal["auto", "chat", "prompt_completion", "text"]
+PrecisionName = Literal["auto", "bf16", "fp16", "fp32"]
 DatasetFormatMapping = Annotated[
     ChatFormat | PromptCompletionFormat | TextFormat,
     Field(discriminator="type"),
@@ -566,6 +567,25 @@ class Trainer(_Section):
     train_on_responses_only: bool = Field(
         default=True,
         description="Learn only from the assistant's turns: prompts are masked out of the loss.",
+    )
+    precision: PrecisionName = Field(
+        default="auto",
+        description=(
+            'The arithmetic training runs in. `"auto"`: bf16 where the hardware computes it '
+            "natively (a GPU that supports it; on a CPU with AVX512-BF16 or AMX, as autocast "
+            'over fp32 weights), else fp16 on a GPU and fp32 on a CPU. `"bf16"` or `"fp32"` '
+            'forces one; `"fp16"` needs a GPU.'
+        ),
+        examples=["auto", "bf16", "fp32"],
+    )
+    packing: bool = Field(
+        default=True,
+        description=(
+            "Padding-free batches: a batch's rows are joined into one sequence, positions "
+            "restarting and attention kept within each row, so no compute goes to padding. "
+            "Used where the model's attention honours row boundaries (checked before "
+            "training, else batches are padded); `false` always pads."
+        ),
     )
     seed: int = Field(
         default=42,

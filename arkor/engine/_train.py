@@ -51,7 +51,7 @@ from arkor.cloud import (
     TrainingStarted,
 )
 from arkor.engine._data import DRY_RUN_EVAL_ROWS, PreparedData, prepare_data
-from arkor.engine._device import Placement, choose_placement
+from arkor.engine._device import Placement, TrainingPrecision, choose_placement, training_precision
 from arkor.engine._eval import HELD_OUT_PATH, EvalTarget, evaluate, failed_eval, write_held_out
 from arkor.engine._export import make_portable
 from arkor.engine._infer import GenerationStopped, InferenceEngine
@@ -61,6 +61,7 @@ from arkor.engine._models import (
     load_tokenizer,
     resolve_located,
 )
+from arkor.engine._packing import honours_packed_rows, packing_collator
 from arkor.engine._pinned import check_stack, pinned_model
 from arkor.engine._run import ADAPTER_DIRNAME, CHECKPOINTS_DIRNAME, TrainingOutcome, TrainingRun
 from arkor.errors import ArkorError
@@ -119,6 +120,9 @@ class LoraRecipe:
         self.resume_from: str | None = None
         """The checkpoint this run continues from (``run.resume`` and one exists)."""
         self.placement: Placement | None = None
+        """Where the model runs: the run's (or this rank's) device, as inference loads it."""
+        self.packed = False
+        """Whether batches are padding-free (``packing`` on and the model honours it)."""
         self.base: tuple[str, str | None] = (self.config.model, None)
         """The base as the inference engine loads it: the config's name and the pinned commit."""
         self.eval_engine: InferenceEngine | None = None
@@ -132,6 +136,7 @@ class LoraRecipe:
         placement = self.placement = self.run.placement or (
             self.rank.placement() if self.rank is not None else choose_placement()
         )
+        precision = training_precision(placement, self.config.precision)
         if self.config.load_in_4bit:
             check_4bit(placement)
         stack, warnings = check_stack(self.config)
@@ -148,12 +153,16 @@ class LoraRecipe:
             eval_file=self.run.eval_file,
         )
         set_seed(self.seed)
-        base = load_model(resolved, placement, load_in_4bit=bool(self.config.load_in_4bit))
+        base = load_model(
+            resolved, precision.placement, load_in_4bit=bool(self.config.load_in_4bit)
+        )
         lora = self.model = self._with_lora(base)
+        lora.config.use_cache = False  # training needs no cache; packed rows need it off
         self.tokenizer = tokenizer
+        self.packed = self.config.packing is not False and honours_packed_rows(lora)
         if self.rank is not None and not self.rank.join(self.run.stop):
             return  # stopped while the other ranks loaded
-        self.trainer = self._build_trainer(lora, tokenizer, placement)
+        self.trainer = self._build_trainer(lora, tokenizer, precision)
         if self.rank is not None:
             self.resume_from = self.rank.resume_from
         elif self.run.resume and self.checkpoints_dir.is_dir():
@@ -168,7 +177,9 @@ class LoraRecipe:
                     "model": self.config.model,
                     "device": placement.device,
                     **self._parallel_metadata(),
-                    "dtype": str(placement.dtype).removeprefix("torch."),
+                    "dtype": str(precision.placement.dtype).removeprefix("torch."),
+                    "precision": precision.arithmetic,
+                    "packing": self.packed,
                     "trainableParameters": sum(
                         p.numel() for p in lora.parameters() if p.requires_grad
                     ),
@@ -343,7 +354,10 @@ class LoraRecipe:
         return get_peft_model(base, lora)  # type: ignore[return-value]
 
     def _build_trainer(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, placement: Placement
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        precision: TrainingPrecision,
     ) -> Trainer:
         assert self.data is not None
         callback = self.callback = _EventsCallback(self.run, self.config.batch_size or 4, self.rank)
@@ -355,10 +369,12 @@ class LoraRecipe:
             )
         trainer = (Trainer if self.rank is None else _RankTrainer)(
             model=model,
-            args=self._training_arguments(placement, has_eval=bool(self.data.eval)),
+            args=self._training_arguments(precision, has_eval=bool(self.data.eval)),
             train_dataset=_Examples(self.data.train),
             eval_dataset=_Examples(self.data.eval) if self.data.eval else None,
-            data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+            data_collator=packing_collator()
+            if self.packed
+            else DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
             processing_class=tokenizer,
             callbacks=[callback],
         )
@@ -366,7 +382,9 @@ class LoraRecipe:
         _remove_console_callbacks(trainer)
         return trainer
 
-    def _training_arguments(self, placement: Placement, *, has_eval: bool) -> TrainingArguments:
+    def _training_arguments(
+        self, precision: TrainingPrecision, *, has_eval: bool
+    ) -> TrainingArguments:
         config = self.config
         max_steps = config.max_steps if config.max_steps is not None else -1
         save_steps = config.save_steps or 100
@@ -398,10 +416,10 @@ class LoraRecipe:
             disable_tqdm=True,
             remove_unused_columns=False,
             dataloader_num_workers=0,
-            use_cpu=not placement.on_gpu,
-            bf16=placement.dtype == torch.bfloat16,
-            fp16=placement.dtype == torch.float16,
-            **_length_grouping_options(),
+            use_cpu=not precision.placement.on_gpu,
+            bf16=precision.arithmetic == "bf16",
+            fp16=precision.arithmetic == "fp16",
+            **_length_grouping_options(packed=self.packed),
             **(self.rank.training_options() if self.rank is not None else {}),
         )
 
@@ -479,8 +497,12 @@ def _checkpoint_step(checkpoint: str) -> int:
     return int(Path(checkpoint).name.rpartition("-")[2])
 
 
-def _length_grouping_options() -> dict[str, Any]:
-    """Batch rows of similar length and count real tokens, in whichever spelling this transformers has."""
+def _length_grouping_options(*, packed: bool) -> dict[str, Any]:
+    """Batch rows of similar length and count real tokens, in whichever spelling this transformers has.
+
+    A packed batch holds no padding, so every token counts (and, having no attention mask,
+    counting "non-padding" ones would drop real tokens equal to the pad token).
+    """
     fields = {item.name: item for item in dataclasses.fields(TrainingArguments)}
     options: dict[str, Any] = {}
     if "train_sampling_strategy" in fields:  # transformers 5
@@ -490,7 +512,7 @@ def _length_grouping_options() -> dict[str, Any]:
     tokens_seen = fields.get("include_num_input_tokens_seen")
     if tokens_seen is not None:
         options["include_num_input_tokens_seen"] = (
-            "non_padding" if isinstance(tokens_seen.default, str) else True
+            "non_padding" if isinstance(tokens_seen.default, str) and not packed else True
         )
     return options
 

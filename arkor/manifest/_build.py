@@ -294,6 +294,8 @@ def job_config_for(
         max_length=lora.max_length,
         load_in_4bit=lora.load_in_4bit,
         train_on_responses_only=trainer.train_on_responses_only,
+        precision=trainer.precision,
+        packing=trainer.packing,
         seed=trainer.seed,
         dry_run=trainer.dry_run,
         strict_stack=trainer.strict_stack,

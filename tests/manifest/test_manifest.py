@@ -79,6 +79,8 @@ WIRE_KEYS = {
     "maxLength",
     "loadIn4bit",
     "trainOnResponsesOnly",
+    "precision",
+    "packing",
     "seed",
     "dryRun",
     "strictStack",
@@ -339,6 +341,8 @@ def test_defaults_are_filled_in_the_job_config(project: Path, cli: CliRunner) ->
         "loraTargetModules": "all-linear",
         "maxLength": 1024,
         "loadIn4bit": False,
+        "precision": "auto",
+        "packing": True,
     }
     assert {key: config[key] for key in expected} == expected
 
