@@ -51,6 +51,7 @@ def test_batches_group_rows_of_similar_length_and_pad_per_batch(
             "batch_size": 4,
             "max_length": 128,
             "seed": 3,
+            "packing": False,  # padded batches: what this test measures
         }
     )
     run = TrainingRun("job-1", config, tmp_path / "job", ListSink(), dataset_file=mixed_rows)
