@@ -80,9 +80,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
                 client.create_project(identity.org_slug, name="d", slug="d")
                 scope = ProjectState(org_slug=identity.org_slug, project_slug="d", project_id="-")
                 upload = client.upload(scope, toy_dataset(), filename="train.jsonl")
-                job = client.create_job(
-                    scope, JobCreate.model_validate(tiny_job(tiny_model, upload.id))
-                )
+                # fp32: an adapter whose free-form JSON answers end within the budgets below
+                body = tiny_job(tiny_model, upload.id, precision="fp32")
+                job = client.create_job(scope, JobCreate.model_validate(body))
                 deadline = time.monotonic() + 300
                 while client.get_job(scope, job.id, include_events=False).job.status != "completed":
                     assert time.monotonic() < deadline, "the job did not complete"
