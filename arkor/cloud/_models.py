@@ -12,7 +12,7 @@ job that ``arkor.toml`` could not describe.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
 
 from annotated_types import Le, Lt, MaxLen
@@ -283,9 +283,10 @@ class JobCreate(StrictWireModel):
     config: JobConfig
 
 
-def utc_now() -> str:
-    """An ISO-8601 UTC timestamp, as every wire timestamp is written."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def utc_now(*, ago: float = 0.0) -> str:
+    """An ISO-8601 UTC timestamp, as every wire timestamp is written; ``ago`` seconds back."""
+    moment = datetime.now(UTC) - timedelta(seconds=ago)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Artifact(WireModel):

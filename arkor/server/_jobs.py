@@ -9,7 +9,8 @@ heartbeat (table ``planes``) and the workers' heartbeats (``jobs.lease_at``) for
 owner lease that lets a later plane recover jobs orphaned by one that died: back to the
 queue to resume from their last checkpoint, or failed when they have none. A plane that
 stops cleanly (SIGTERM, Ctrl-C, the end of an embedded run) puts its running jobs back in
-the queue itself, after their workers have stopped at the end of a step.
+the queue itself, after their workers have stopped at the end of a step. Each beat also
+drops the unfinished artifact uploads of jobs that ended, once no worker of theirs writes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import time
@@ -103,6 +105,27 @@ def resume_notice(count: int, home: Path) -> str:
         f"{jobs} will resume from {'its' if count == 1 else 'their'} last checkpoint when a "
         f"plane starts on this home ({home})."
     )
+
+
+def sweep_partial_uploads(*, db: Database, settings: Settings) -> list[str]:
+    """Drop the unfinished artifact uploads of jobs that ended, once no worker of theirs writes.
+
+    A worker may still publish files just after its job ended (a cancel it is finishing, a
+    lease it lost): it is killed ``cancel_grace`` after a cancel, and orphaned after
+    ``lease_ttl``, so the uploads of a job that ended longer ago than both can go.
+    """
+    root = settings.partial_uploads_dir
+    try:
+        job_ids = sorted(
+            entry.name for entry in os.scandir(root) if entry.is_dir(follow_symlinks=False)
+        )
+    except FileNotFoundError:
+        return []
+    ended_before = utc_now(ago=settings.cancel_grace + settings.lease_ttl)
+    swept = store.ended_or_unknown(db=db, job_ids=job_ids, ended_before=ended_before)
+    for job_id in swept:
+        shutil.rmtree(root / job_id, ignore_errors=True)
+    return swept
 
 
 class Supervisor:
@@ -224,6 +247,9 @@ class Supervisor:
                 self._killed.add(job_id)
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
+        swept = await in_thread(sweep_partial_uploads, db=self.db, settings=self.settings)
+        if swept:
+            logger.info("Dropped the unfinished uploads of ended jobs %s.", ", ".join(swept))
 
     async def _fill(self) -> None:
         while not self._stopping:

@@ -129,6 +129,11 @@ class Settings:
         return self.state_dir / "artifacts"
 
     @property
+    def partial_uploads_dir(self) -> Path:
+        """Workers' unfinished artifact uploads, one folder per job (never served)."""
+        return self.state_dir / "artifacts-partial"
+
+    @property
     def uploads_dir(self) -> Path:
         return self.state_dir / "uploads"
 

@@ -727,6 +727,30 @@ def overdue_cancels(*, db: Database, owner: str, grace: float) -> list[str]:
     return [row["id"] for row in rows]
 
 
+def ended_or_unknown(*, db: Database, job_ids: list[str], ended_before: str) -> list[str]:
+    """Of ``job_ids``, those that ended before the timestamp ``ended_before``, or never existed."""
+    if not job_ids:
+        return []
+    connection = db.connection()
+    known: dict[str, sqlite3.Row] = {}
+    for start in range(0, len(job_ids), 500):  # under SQLite's limit on bound values
+        chunk = job_ids[start : start + 500]
+        rows = connection.execute(
+            f"SELECT id, status, completed_at FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})",
+            chunk,
+        )
+        known.update((row["id"], row) for row in rows)
+    return [
+        job_id
+        for job_id in job_ids
+        if (row := known.get(job_id)) is None
+        or (
+            row["status"] in TERMINAL_JOB_STATUSES
+            and (row["completed_at"] is None or row["completed_at"] < ended_before)
+        )
+    ]
+
+
 def frames_after(*, db: Database, job_id: str, after: int, limit: int) -> FrameBatch | None:
     """Up to ``limit`` events of ``job_id`` after id ``after`` (``-1``: all), oldest first.
 

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 from arkor.engine._artifacts import PlaneStore
 from arkor.engine._worker import PlaneClient, PlaneRefused, open_artifact_store
 from arkor.server import RunningPlane
-from tests.utils.plane import Caller, running_plane, wait_for_status
+from tests.utils.plane import Caller, running_plane, sign_up, wait_for_status
 from tests.utils.proxy import TcpProxy
 
 KEEPS_ITS_TOKEN = (
@@ -332,3 +333,39 @@ def test_uploads_are_allowed_after_the_job_ended(caller: Caller, job: Job) -> No
     assert answer.status_code in (200, 202), answer.text
     wait_for_status(caller, job.id, {"cancelled", "failed"})
     assert job.put("adapter/late.bin", b"late").json()["complete"] is True
+
+
+def test_unfinished_uploads_of_an_ended_job_are_dropped_and_a_running_ones_kept(
+    plane_home: Path,
+) -> None:
+    """Once a job ended longer ago than a worker may still write, its partial uploads go."""
+    with (
+        running_plane(
+            plane_home,
+            worker_command=(sys.executable, "-c", KEEPS_ITS_TOKEN),
+            max_jobs=2,
+            cancel_grace=0.2,
+            lease_ttl=1.0,
+        ) as plane,
+        closing(sign_up(plane.url)) as caller,
+    ):
+        ended, running = start_job(plane, caller), start_job(plane, caller)
+        partials = plane.settings.partial_uploads_dir
+        for job in (ended, running):
+            half = job.put("adapter/a.bin", b"x" * 10, length=20, digest="0" * 64)
+            assert half.json() == {"received": 10, "complete": False}
+            assert (partials / job.id).is_dir()
+        caller.http.post(f"/v1/jobs/{ended.id}/cancel", params=caller.scope)
+        wait_for_status(caller, ended.id, {"cancelled"})
+        deadline = time.monotonic() + 30
+        while (partials / ended.id).exists():
+            assert time.monotonic() < deadline, "the ended job's partial upload was never dropped"
+            time.sleep(0.1)
+        time.sleep(2 * plane.settings.lease_ttl)  # several more beats
+        assert (partials / running.id).is_dir(), "a running job's partial upload was dropped"
+        held = running.http.head(
+            running.url("adapter/a.bin"), headers={"X-Content-Sha256": "0" * 64}
+        )
+        assert held.headers["upload-offset"] == "10", "the running job's upload goes on"
+        for job in (ended, running):
+            job.http.close()

@@ -52,8 +52,6 @@ router = APIRouter(
     responses={**SCOPED_ERRORS, **error_responses(409, 413)},
 )
 
-PARTIAL_DIRNAME = "artifacts-partial"
-"""Where unfinished uploads wait, under the plane's state folder (never served)."""
 _WRITE_CHUNK = 1 << 20
 """Bytes gathered from the request before one write in a worker thread."""
 _BUSY: set[Path] = set()
@@ -115,7 +113,7 @@ def _target(settings: Settings, job_id: str, path: str) -> _Target:
     if not final.resolve().is_relative_to(root.resolve()) or _linked(root, final):
         raise ApiError(400, f"`{path}` leaves the job's artifacts; give a path inside them.")
     key = hashlib.sha256(relative.as_posix().encode()).hexdigest()[:32]
-    return _Target(final, settings.state_dir / PARTIAL_DIRNAME / job_id / key)
+    return _Target(final, settings.partial_uploads_dir / job_id / key)
 
 
 def _digest(value: str | None) -> str:
