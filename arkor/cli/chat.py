@@ -235,39 +235,96 @@ def _converse(conversation: Chat) -> int:
 def _show(reply: Reply) -> None:
     """Write the answer to stdout as it arrives, then end its line.
 
-    The conversation keeps everything that arrived as the model's turn, so a Ctrl-C must not
-    leave part of it unshown: each write runs with SIGINT held back (an interrupt cannot cut
-    it in two), and an interrupt that lands between a chunk's arrival and its write still
-    writes that chunk before the answer stops.
+    The conversation keeps everything that arrived as the model's turn, so a Ctrl-C must
+    leave exactly that on the screen: the terminal keeps output it has not shown yet, one
+    that lands while a chunk is written is raised only once the write is counted, and one
+    that lands between a chunk's arrival and its write still writes that chunk before the
+    answer stops.
     """
     written = 0
-    try:
-        for text in reply:
-            with _sigint_held():
+    with _output_kept_on_interrupt(), _interrupts_deferred() as interrupts:
+        try:
+            for text in reply:
+                interrupts.defer = True
                 sys.stdout.write(text)
                 sys.stdout.flush()
                 written += len(text)
-    except KeyboardInterrupt:
-        sys.stdout.write(reply.text[written:])
-        sys.stdout.flush()
-        raise
+                interrupts.defer = False
+                interrupts.raise_pending()
+        except KeyboardInterrupt:
+            interrupts.defer = True  # a second Ctrl-C must not cut the rest of the chunk
+            sys.stdout.write(reply.text[written:])
+            sys.stdout.flush()
+            raise
     sys.stdout.write("\n")
     sys.stdout.flush()
 
 
 @contextmanager
-def _sigint_held() -> Iterator[None]:
-    """Defer SIGINT for the block; a Ctrl-C in it arrives once the block is done."""
-    import signal
+def _output_kept_on_interrupt() -> Iterator[None]:
+    """Set NOFLSH on the terminal for the block, so a Ctrl-C does not discard pending output.
 
-    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+    Without it, the terminal drops what was written but not yet displayed when Ctrl-C is
+    typed, and the screen would lack the end of the answer the conversation keeps.
+    """
+    try:
+        import termios
+    except ImportError:  # Windows: no termios, and no such discard
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        descriptor = sys.stdin.fileno()
+        attributes = termios.tcgetattr(descriptor)
+    except (OSError, ValueError, termios.error):  # not a terminal
+        yield
+        return
+    kept = list(attributes)
+    kept[3] |= termios.NOFLSH
+    termios.tcsetattr(descriptor, termios.TCSANOW, kept)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        termios.tcsetattr(descriptor, termios.TCSANOW, attributes)
+
+
+class _Interrupts:
+    """A SIGINT handler that raises KeyboardInterrupt, or holds it while ``defer`` is set.
+
+    A handler that only raises at a safe point (not a signal mask) leaves no moment where the
+    interrupt is raised between a write and the count of what it wrote.
+    """
+
+    def __init__(self) -> None:
+        self.defer = False
+        self.pending = False
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.defer:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    def raise_pending(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[_Interrupts]:
+    """Route SIGINT through an :class:`_Interrupts` for the block, then restore the handler."""
+    import signal
+    import threading
+
+    interrupts = _Interrupts()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupts  # only the main thread gets signals (and may set their handlers)
+        return
+    previous = signal.signal(signal.SIGINT, interrupts.handle)
+    try:
+        yield interrupts
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _note_cut(reply: Reply, conversation: Chat) -> None:

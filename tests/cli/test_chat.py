@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import ast
 import fcntl
+import io
 import json
 import os
 import pty
 import select
+import signal
 import stat
 import subprocess
 import sys
@@ -21,7 +23,12 @@ from pathlib import Path
 import pytest
 
 from arkor._home import arkor_home
-from arkor.cloud import TrainingJob
+from arkor.cloud import (
+    ChatCompletionChunk,
+    ChatCompletionChunkChoice,
+    ChoiceDelta,
+    TrainingJob,
+)
 from arkor.engine import ADAPTER_DIRNAME, CHECKPOINTS_DIRNAME
 from arkor.manifest import read_manifest
 from arkor.scaffold import get_template
@@ -443,3 +450,38 @@ def test_ctrl_c_stops_an_answer_and_at_the_prompt_leaves(
 
     chat.type(b"\x03")  # Ctrl-C at the prompt
     assert chat.exit_code() == 0
+
+
+class InterruptedScreen(io.StringIO):
+    """A terminal where Ctrl-C lands while the second chunk is being written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        count = super().write(text)
+        self.writes += 1
+        if self.writes == 2:
+            signal.raise_signal(signal.SIGINT)
+        return count
+
+
+def test_a_ctrl_c_during_a_write_leaves_on_screen_exactly_what_the_conversation_keeps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The answer kept as context is the one the user saw: no chunk lost, none written twice."""
+    from arkor.cli.chat import _show
+    from arkor.sdk._chat import Reply
+
+    def chunk(text: str) -> ChatCompletionChunk:
+        choice = ChatCompletionChunkChoice(delta=ChoiceDelta(content=text), finish_reason=None)
+        return ChatCompletionChunk(id="c", created=0, model="m", choices=[choice])
+
+    reply = Reply(iter([chunk("ab"), chunk("cd"), chunk("ef")]))
+    screen = InterruptedScreen()
+    monkeypatch.setattr(sys, "stdout", screen)
+    with pytest.raises(KeyboardInterrupt):
+        _show(reply)
+    assert screen.getvalue() == reply.text == "abcd"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "handler restored"
